@@ -1,0 +1,106 @@
+//! Errors of the caller's making: bad configuration and calls the machine must refuse.
+//!
+//! Peer and network failures are never errors here: they are [`Event`](crate::Event)s.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::frame::Frame;
+
+/// A configuration value that cannot work, named by its field. Returned by `build()`, so
+/// nothing fails later because of configuration.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A duration or bound that must be positive is zero.
+    #[error("{field} must be greater than zero")]
+    Zero {
+        /// The field.
+        field: &'static str,
+    },
+    /// The backoff cap is below the first delay.
+    #[error("backoff_max ({max:?}) must not be below backoff_initial ({initial:?})")]
+    MaxBelowInitial {
+        /// The configured first delay.
+        initial: Duration,
+        /// The configured cap.
+        max: Duration,
+    },
+    /// A fraction is outside `0..=1` (or not a number).
+    #[error("{field} must be within 0..=1, got {value}")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// The backoff multiplier is below 1 or not finite.
+    #[error("backoff_multiplier must be finite and at least 1, got {value}")]
+    Multiplier {
+        /// The value given.
+        value: f64,
+    },
+    /// A close code that cannot be sent on the wire (RFC 6455 section 7.4).
+    #[error("{field}: close code {code} cannot be sent (use 1000..=1003, 1007..=1014 or 3000..=4999)")]
+    CloseCode {
+        /// The field.
+        field: &'static str,
+        /// The code given.
+        code: u16,
+    },
+}
+
+/// A user call the machine refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The client was shut down or stopped: it takes no more work.
+    #[error("the client is stopped or shutting down")]
+    Stopped,
+    /// There is no open connection to act on.
+    #[error("no open connection")]
+    NotConnected,
+    /// The profile has no heartbeat it can send on this connection.
+    #[error("the profile has no heartbeat on this connection")]
+    NoHeartbeat,
+}
+
+/// Why a send was refused. The frame is handed back inside, never dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("send refused: {kind}")]
+pub struct SendError {
+    /// Why.
+    pub kind: SendErrorKind,
+    /// The frame, untouched.
+    pub frame: Frame,
+}
+
+impl SendError {
+    /// Takes the refused frame back.
+    pub fn into_frame(self) -> Frame {
+        self.frame
+    }
+}
+
+/// The reasons a send is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SendErrorKind {
+    /// The client was shut down or stopped.
+    Stopped,
+    /// The outbound queue is at its frame or byte bound and the policy refuses new sends.
+    QueueFull,
+    /// The frame alone is larger than the queue's byte bound: it could never wait in it.
+    TooLarge,
+    /// Only data frames (text, binary) are application sends; control frames belong to
+    /// the machine.
+    NotData,
+}
+
+impl fmt::Display for SendErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Stopped => "the client is stopped or shutting down",
+            Self::QueueFull => "the outbound queue is full",
+            Self::TooLarge => "the frame exceeds the outbound queue's byte bound",
+            Self::NotData => "only text and binary frames can be sent",
+        })
+    }
+}

@@ -1,0 +1,295 @@
+//! What the machine tells the application.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use crate::conn::ConnId;
+use crate::frame::Frame;
+use crate::input::{CloseCause, OpenError};
+
+/// Whether a reconnect keeps the session (resume) or starts a new one (fresh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReconnectMode {
+    /// Keep the resume state: the next handshake resumes where the profile can.
+    Resume,
+    /// Clear the resume state before the next handshake: identify afresh.
+    Fresh,
+}
+
+impl ReconnectMode {
+    /// Two requests merged: fresh wins over resume.
+    pub fn merge(self, other: Self) -> Self {
+        if self == Self::Fresh || other == Self::Fresh {
+            Self::Fresh
+        } else {
+            Self::Resume
+        }
+    }
+}
+
+/// The phase of the client machine, without its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Not started.
+    Idle,
+    /// A socket was asked for and has not opened yet.
+    Connecting,
+    /// The socket is open; the profile's handshake is in progress.
+    Handshaking,
+    /// The session is up: application traffic flows.
+    Ready,
+    /// A socket the machine is leaving is closing; nothing new opens until it is gone.
+    Draining,
+    /// Waiting before the next attempt.
+    Backoff,
+    /// Terminal: nothing is ever emitted again.
+    Stopped,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Why the machine changed state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The machine was created.
+    Created,
+    /// The application asked to connect.
+    UserConnect,
+    /// The application asked to reconnect.
+    UserReconnect(ReconnectMode),
+    /// The application asked to shut down.
+    UserShutdown,
+    /// The application asked to probe the peer and it did not answer in time.
+    ProbeFailed,
+    /// The socket opened.
+    Opened,
+    /// The server's hello arrived; the handshake was written.
+    Hello,
+    /// The socket could not be opened.
+    OpenFailed(OpenError),
+    /// The socket did not open within the connect timeout.
+    ConnectTimeout,
+    /// The server's hello did not arrive within the hello timeout.
+    HelloTimeout,
+    /// The handshake did not complete within the ready timeout.
+    ReadyTimeout,
+    /// The handshake completed.
+    Ready {
+        /// Whether the session was resumed rather than started afresh.
+        resumed: bool,
+    },
+    /// The socket closed.
+    Closed(CloseCause),
+    /// The server asked the client to reconnect.
+    ServerReconnect,
+    /// The server said the session is invalid.
+    InvalidSession {
+        /// Whether the server allows resuming it.
+        resumable: bool,
+    },
+    /// A heartbeat fell due while the previous one was unacknowledged.
+    Zombie,
+    /// The socket being left finished closing.
+    Drained,
+    /// The socket being left did not close in time and was aborted.
+    DrainTimeout,
+    /// An aborted socket was not reported closed within the grace and was abandoned.
+    Abandoned,
+    /// The backoff delay elapsed.
+    BackoffElapsed,
+    /// Every attempt allowed by `max_attempts` failed.
+    GaveUp,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Created => f.write_str("created"),
+            Self::UserConnect => f.write_str("connect requested"),
+            Self::UserReconnect(ReconnectMode::Resume) => f.write_str("reconnect requested"),
+            Self::UserReconnect(ReconnectMode::Fresh) => {
+                f.write_str("fresh reconnect requested")
+            }
+            Self::UserShutdown => f.write_str("shutdown requested"),
+            Self::ProbeFailed => f.write_str("probe unanswered"),
+            Self::Opened => f.write_str("socket opened"),
+            Self::Hello => f.write_str("hello received"),
+            Self::OpenFailed(e) => write!(f, "open failed: {e}"),
+            Self::ConnectTimeout => f.write_str("connect timeout"),
+            Self::HelloTimeout => f.write_str("hello timeout"),
+            Self::ReadyTimeout => f.write_str("ready timeout"),
+            Self::Ready { resumed: true } => f.write_str("resumed"),
+            Self::Ready { resumed: false } => f.write_str("ready"),
+            Self::Closed(c) => write!(f, "closed: {c}"),
+            Self::ServerReconnect => f.write_str("server requested reconnect"),
+            Self::InvalidSession { resumable } => {
+                write!(f, "invalid session (resumable: {resumable})")
+            }
+            Self::Zombie => f.write_str("zombie connection: heartbeat unacknowledged"),
+            Self::Drained => f.write_str("old socket closed"),
+            Self::DrainTimeout => f.write_str("drain timeout: aborted"),
+            Self::Abandoned => f.write_str("aborted socket abandoned"),
+            Self::BackoffElapsed => f.write_str("backoff elapsed"),
+            Self::GaveUp => f.write_str("gave up: max attempts reached"),
+        }
+    }
+}
+
+/// One state change, as a structured record for metrics and for replaying a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The phase left.
+    pub from: Phase,
+    /// The phase entered (may equal `from` when only the data changed, as when a drain
+    /// turns into an abort).
+    pub to: Phase,
+    /// Why.
+    pub reason: Reason,
+    /// The generation the new state is about, if any.
+    pub conn: Option<ConnId>,
+    /// The attempt number of the current connection streak (1 for the first attempt).
+    pub attempt: u32,
+    /// The delay before the next attempt, when entering backoff.
+    pub next_delay: Option<Duration>,
+}
+
+/// Why the machine stopped for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The application shut the client down.
+    Shutdown,
+    /// The server closed with a code the profile classifies as fatal: retrying cannot help.
+    Fatal(CloseCause),
+    /// The upgrade was refused with a status configured as final (401 and 403 by default).
+    Rejected(OpenError),
+    /// `max_attempts` consecutive attempts failed.
+    GaveUp {
+        /// How many attempts were made.
+        attempts: u32,
+    },
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Shutdown => f.write_str("shutdown"),
+            Self::Fatal(c) => write!(f, "fatal close: {c}"),
+            Self::Rejected(e) => write!(f, "rejected: {e}"),
+            Self::GaveUp { attempts } => write!(f, "gave up after {attempts} attempts"),
+        }
+    }
+}
+
+/// Identifies one application send, so a frame handed back can be matched to its send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SendId(pub(crate) u64);
+
+impl SendId {
+    /// The number of this send; strictly increasing per machine.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Why an application frame was handed back unsent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReturnReason {
+    /// The machine stopped (shutdown, fatal close, gave up) before it could be sent.
+    Stopped,
+    /// Its time to live passed while it waited.
+    Expired,
+    /// The queue was full and the policy drops the oldest frame to make room.
+    Overflow,
+}
+
+/// A frame the profile could not make sense of. Counted in
+/// [`Stats::malformed_frames`](crate::Stats::malformed_frames) and reported; never a panic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// What was wrong with it.
+    pub reason: Cow<'static, str>,
+}
+
+impl Malformed {
+    /// A malformed-frame report.
+    pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Something the application should know, in the order it happened.
+///
+/// `M` is the profile's message type ([`Protocol::Message`](crate::Protocol::Message)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<M> {
+    /// The machine changed state.
+    Transition(Transition),
+    /// A socket is being opened.
+    Connecting {
+        /// Its generation.
+        conn: ConnId,
+        /// The attempt number in the current streak, from 1.
+        attempt: u32,
+    },
+    /// The session is up; queued sends are flushed right after this event.
+    Ready {
+        /// The generation carrying the session.
+        conn: ConnId,
+        /// Whether the session was resumed.
+        resumed: bool,
+    },
+    /// A message for the application, from the current connection.
+    Message {
+        /// The generation it arrived on (always the current one).
+        conn: ConnId,
+        /// The message.
+        message: M,
+    },
+    /// A connection that had opened stopped carrying traffic.
+    Disconnected {
+        /// Its generation.
+        conn: ConnId,
+        /// Why.
+        reason: Reason,
+    },
+    /// The machine will open a new socket after `delay`.
+    Reconnecting {
+        /// How long it waits first (zero: at once).
+        delay: Duration,
+        /// The number of the attempt to come.
+        attempt: u32,
+        /// Whether the next handshake will try to resume.
+        resume: bool,
+        /// What ended the previous connection or attempt.
+        reason: Reason,
+    },
+    /// An application frame left the queue without being sent. Nothing leaves the queue
+    /// without this event or a `Send` command.
+    Returned {
+        /// The id `send` returned for it.
+        id: SendId,
+        /// The frame, handed back whole.
+        frame: Frame,
+        /// Why it was not sent.
+        reason: ReturnReason,
+    },
+    /// A frame on the current connection could not be understood by the profile.
+    Malformed {
+        /// The generation it arrived on.
+        conn: ConnId,
+        /// What was wrong.
+        error: Malformed,
+    },
+    /// The machine stopped for good. Nothing follows this event.
+    Stopped {
+        /// Why.
+        reason: StopReason,
+    },
+}

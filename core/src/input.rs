@@ -1,0 +1,186 @@
+//! What happened on a socket: the inputs an adapter feeds to the machine.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::conn::ConnId;
+use crate::frame::{CloseFrame, Frame};
+
+/// Something that happened to the socket of one generation.
+///
+/// Every input names the [`ConnId`] of the socket it came from. The adapter forwards inputs
+/// of every socket as they are, stale or not: the machine decides what is stale, drops it
+/// and counts it in [`Stats::stale_inputs`](crate::Stats::stale_inputs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The socket asked for by `Open(conn)` is open and upgraded.
+    Opened {
+        /// The generation that opened.
+        conn: ConnId,
+    },
+    /// The socket asked for by `Open(conn)` could not be opened.
+    OpenFailed {
+        /// The generation that failed.
+        conn: ConnId,
+        /// Why, and any retry hint from the server.
+        error: OpenError,
+    },
+    /// A frame arrived on the socket.
+    Frame {
+        /// The generation it arrived on.
+        conn: ConnId,
+        /// The frame.
+        frame: Frame,
+    },
+    /// The socket is gone, after a close handshake, an error or an abort.
+    Closed {
+        /// The generation that closed.
+        conn: ConnId,
+        /// How it ended.
+        cause: CloseCause,
+    },
+}
+
+impl Input {
+    /// The generation this input belongs to.
+    pub fn conn(&self) -> ConnId {
+        match self {
+            Self::Opened { conn }
+            | Self::OpenFailed { conn, .. }
+            | Self::Frame { conn, .. }
+            | Self::Closed { conn, .. } => *conn,
+        }
+    }
+}
+
+/// Why a socket could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenError {
+    /// The kind of failure.
+    pub kind: OpenErrorKind,
+    /// A delay the server asked for (an HTTP `Retry-After` on the upgrade response). The
+    /// machine waits at least this long, up to `Config::retry_after_max`, before retrying.
+    pub retry_after: Option<Duration>,
+    /// A human-readable detail from the adapter; never parsed.
+    pub detail: String,
+}
+
+impl OpenError {
+    /// An error of `kind` with a detail and no retry hint.
+    pub fn new(kind: OpenErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            retry_after: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// The same error with the server's retry hint.
+    pub fn with_retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        if let Some(d) = self.retry_after {
+            write!(f, " (retry after {d:?})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The kinds of open failure the machine tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpenErrorKind {
+    /// TCP connect or name resolution failed.
+    Io,
+    /// The TLS handshake failed.
+    Tls,
+    /// The server answered the upgrade with an HTTP status instead of 101.
+    Http {
+        /// The status code.
+        status: u16,
+    },
+    /// The upgrade response was not a valid WebSocket handshake.
+    Protocol,
+    /// The adapter gave up the attempt because the machine sent `Abort`.
+    Aborted,
+}
+
+impl fmt::Display for OpenErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io => f.write_str("connect failed"),
+            Self::Tls => f.write_str("tls handshake failed"),
+            Self::Http { status } => write!(f, "upgrade refused with http {status}"),
+            Self::Protocol => f.write_str("invalid websocket upgrade"),
+            Self::Aborted => f.write_str("aborted"),
+        }
+    }
+}
+
+/// How a socket ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseCause {
+    /// A close frame arrived (the peer's, or its echo of ours).
+    Frame(CloseFrame),
+    /// The stream ended without a close frame: a TCP drop or reset.
+    Dropped,
+    /// The adapter dropped the transport after `Abort`.
+    Aborted,
+    /// A transport error ended the socket.
+    Error {
+        /// The kind of error.
+        kind: TransportErrorKind,
+        /// A human-readable detail from the adapter; never parsed.
+        detail: String,
+    },
+}
+
+impl CloseCause {
+    /// The close code, if a close frame arrived.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Self::Frame(f) => Some(f.code),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CloseCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Frame(frame) => write!(f, "{frame}"),
+            Self::Dropped => f.write_str("connection dropped without close frame"),
+            Self::Aborted => f.write_str("aborted"),
+            Self::Error { kind, detail } => write!(f, "{kind}: {detail}"),
+        }
+    }
+}
+
+/// The kinds of transport error that end a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportErrorKind {
+    /// An I/O error on the stream.
+    Io,
+    /// The peer broke the WebSocket protocol.
+    Protocol,
+    /// A message or frame exceeded the configured size limit (close code 1009).
+    MessageTooBig,
+}
+
+impl fmt::Display for TransportErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io => f.write_str("io error"),
+            Self::Protocol => f.write_str("websocket protocol error"),
+            Self::MessageTooBig => f.write_str("message too big"),
+        }
+    }
+}

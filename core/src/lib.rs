@@ -1,0 +1,76 @@
+//! tether-core: the sans-IO heart of tether.
+//!
+//! A state machine that keeps one long-lived WebSocket session correct through
+//! reconnects, races and faults. It is fully deterministic: it contains no networking
+//! code, reads no clock (time is an argument) and draws jitter from a seeded generator.
+//! Every input and every socket command is tagged with the connection generation
+//! ([`ConnId`]), so work of an old socket is dropped by construction, under any runtime.
+//!
+//! The driving loop, the same for every adapter and every test:
+//!
+//! 1. feed what happened: [`Client::handle_input`], or [`Client::handle_timeout`] once
+//!    [`Client::poll_timeout`] has passed, or a user call ([`Client::send`],
+//!    [`Client::reconnect`], [`Client::shutdown`]...);
+//! 2. drain [`Client::poll_command`] and perform each command on the socket it names;
+//! 3. drain [`Client::poll_event`] and hand each event to the application;
+//! 4. sleep until [`Client::poll_timeout`] or the next input.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use tether_core::{Client, Command, Config, Event, Frame, Input, Plain};
+//!
+//! let config = Config::builder().seed(7).build()?;
+//! let mut client = Client::new(config, Plain::new());
+//! let t0 = Instant::now();
+//!
+//! client.connect(t0)?;
+//! let Some(Command::Open { conn, .. }) = client.poll_command() else { unreachable!() };
+//! // ... the adapter opens a socket for `conn`, then reports it:
+//! client.handle_input(Input::Opened { conn }, t0 + Duration::from_millis(20));
+//! client.send(Frame::text("hello"), t0 + Duration::from_millis(21))?;
+//! assert_eq!(
+//!     client.poll_command(),
+//!     Some(Command::Send { conn, frame: Frame::text("hello") })
+//! );
+//! while let Some(event) = client.poll_event() {
+//!     if let Event::Ready { conn, .. } = event {
+//!         println!("ready on {conn}");
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod backoff;
+mod command;
+mod config;
+mod conn;
+mod error;
+mod event;
+mod frame;
+mod heartbeat;
+mod input;
+mod lifecycle;
+mod outbound;
+mod stats;
+mod timer;
+
+pub mod protocol;
+
+#[cfg(feature = "invariants")]
+pub mod invariants;
+
+pub use command::{Command, Endpoint};
+pub use config::{Config, ConfigBuilder, OverflowPolicy, is_sendable_close_code};
+pub use conn::ConnId;
+pub use error::{CallError, ConfigError, SendError, SendErrorKind};
+pub use event::{
+    Event, Malformed, Phase, Reason, ReconnectMode, ReturnReason, SendId, StopReason, Transition,
+};
+pub use frame::{CloseFrame, Frame, Utf8Bytes};
+pub use input::{CloseCause, Input, OpenError, OpenErrorKind, TransportErrorKind};
+pub use lifecycle::{Client, Status};
+pub use protocol::plain::Plain;
+pub use protocol::Protocol;
+pub use stats::Stats;

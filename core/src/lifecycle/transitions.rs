@@ -1,0 +1,543 @@
+//! Every state transition of the client machine, in one `match`.
+
+use std::time::{Duration, Instant};
+
+use super::Client;
+use super::state::{Pace, Plan, Stage, State, Then};
+use crate::backoff::uniform;
+use crate::command::Command;
+use crate::conn::ConnId;
+use crate::event::{Event, Reason, ReconnectMode, ReturnReason, StopReason, Transition};
+use crate::input::{CloseCause, OpenError, OpenErrorKind};
+use crate::protocol::{CloseClass, CloseIntent, OnOpen, Protocol};
+use crate::timer::{DeadlineTable, Timer, after};
+
+/// Something that may move the machine: a user call, a socket event of the current (or
+/// leaving) socket, a profile signal, or a phase deadline. Stale inputs never become
+/// triggers.
+#[derive(Debug)]
+pub(super) enum Trigger {
+    Connect,
+    Reconnect(ReconnectMode),
+    Shutdown,
+    Opened,
+    OpenFailed(OpenError),
+    Closed(CloseCause),
+    Hello { interval: Option<Duration> },
+    HandshakeDone { resumed: bool },
+    ServerReconnect,
+    InvalidSession { resumable: bool, wait: (Duration, Duration) },
+    /// The peer did not acknowledge a heartbeat (or a probe) in time.
+    Unresponsive(Reason),
+    Expired(Timer),
+}
+
+/// The state without its owned data, so the transition `match` can call `&mut self`.
+#[derive(Debug, Clone, Copy)]
+enum View {
+    Idle,
+    Connecting(ConnId),
+    Handshaking(ConnId, Stage),
+    Ready(ConnId),
+    Draining {
+        old: ConnId,
+        reconnecting: bool,
+        aborted: bool,
+    },
+    Backoff,
+    Stopped,
+}
+
+/// How a socket is left.
+#[derive(Debug, Clone, Copy)]
+enum Exit {
+    /// Close handshake first; abort at the drain timeout.
+    Close(CloseIntent),
+    /// Drop it at once (it is dead, or not open yet).
+    Abort,
+}
+
+/// The shortest heartbeat interval the machine accepts from a peer, so a bad hello cannot
+/// turn heartbeats into a busy loop.
+const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(1);
+
+impl<P: Protocol> Client<P> {
+    /// The transition table. Each arm is one way out of one state; a trigger that does not
+    /// apply to the state it meets changes nothing.
+    pub(super) fn step(&mut self, trigger: Trigger, now: Instant) {
+        use Trigger as T;
+        use View as V;
+        match (self.view(), trigger) {
+            (V::Stopped, _) => {}
+
+            (V::Idle, T::Connect) => self.start_streak(Reason::UserConnect, now),
+            (V::Idle, T::Reconnect(mode)) => self.start_streak(Reason::UserReconnect(mode), now),
+            (V::Idle, T::Shutdown) => self.stop(StopReason::Shutdown, Reason::UserShutdown),
+
+            // F1: the newer connect wins; the pending socket is aborted and, should it open
+            // anyway, aborted again and never used.
+            (V::Connecting(old), T::Connect) => {
+                self.commands.push_back(Command::Abort { conn: old });
+                self.start_streak(Reason::UserConnect, now);
+            }
+            // F10: nothing is written yet, so a pending open already serves any reconnect
+            // (a fresh one cleared the resume state before reaching here).
+            (V::Connecting(_), T::Reconnect(_)) => {}
+            (V::Connecting(conn), T::Shutdown) => self.leave(
+                conn,
+                Exit::Abort,
+                Then::Stop(StopReason::Shutdown),
+                Reason::UserShutdown,
+                now,
+            ),
+            (V::Connecting(conn), T::Opened) => self.opened(conn, now),
+            (V::Connecting(_), T::OpenFailed(error)) => self.open_failed(error, now),
+            (V::Connecting(conn), T::Expired(Timer::Connect)) => {
+                self.stats.open_failures += 1;
+                self.leave(
+                    conn,
+                    Exit::Abort,
+                    Then::Reconnect(Plan::new(Pace::Backoff, Reason::ConnectTimeout)),
+                    Reason::ConnectTimeout,
+                    now,
+                );
+            }
+
+            (V::Handshaking(conn, Stage::AwaitHello), T::Hello { interval }) => {
+                self.hello(conn, interval, now);
+            }
+            (V::Handshaking(conn, _), T::HandshakeDone { resumed }) => {
+                self.ready(conn, resumed, now);
+            }
+            // F11: a stalled handshake recycles the connection, resuming where possible.
+            (V::Handshaking(conn, _), T::Expired(Timer::Hello)) => {
+                self.recycle(conn, Reason::HelloTimeout, now);
+            }
+            (V::Handshaking(conn, _), T::Expired(Timer::Ready)) => {
+                self.recycle(conn, Reason::ReadyTimeout, now);
+            }
+            // F10: a handshake under way serves the request unless it asked to resume and
+            // the request is for a fresh session.
+            (V::Handshaking(_, stage), T::Reconnect(mode)) if !needs_new_socket(stage, mode) => {}
+
+            (V::Handshaking(conn, _) | V::Ready(conn), trigger) => {
+                self.live(conn, trigger, now);
+            }
+
+            (V::Draining { old, .. }, T::Opened) => {
+                // It was aborted before it opened; the adapter raced. Abort it again.
+                self.commands.push_back(Command::Abort { conn: old });
+            }
+            (V::Draining { .. }, T::Closed(_) | T::OpenFailed(_)) => {
+                self.drained(Reason::Drained, now);
+            }
+            (V::Draining { old, aborted: false, .. }, T::Expired(Timer::Drain)) => {
+                self.abort_draining(old, now);
+            }
+            (V::Draining { .. }, T::Expired(Timer::AbortGrace)) => {
+                self.stats.abandoned += 1;
+                self.drained(Reason::Abandoned, now);
+            }
+            // F10: a reconnect already waits for this drain.
+            (V::Draining { reconnecting: true, .. }, T::Reconnect(_)) => {}
+            // F9: shutting down during a drain: the drain ends the session instead.
+            (V::Draining { reconnecting: true, .. }, T::Shutdown) => {
+                if let State::Draining { then, .. } = &mut self.state {
+                    *then = Then::Stop(StopReason::Shutdown);
+                }
+            }
+
+            (V::Backoff, T::Expired(Timer::Backoff)) => self.open(Reason::BackoffElapsed, now),
+            // F3: the application's call replaces the backoff; its deadline goes with it.
+            (V::Backoff, T::Connect) => self.start_streak(Reason::UserConnect, now),
+            (V::Backoff, T::Reconnect(mode)) => {
+                self.start_streak(Reason::UserReconnect(mode), now);
+            }
+            (V::Backoff, T::Shutdown) => self.stop(StopReason::Shutdown, Reason::UserShutdown),
+
+            // A connect while connected or draining, a second hello or ready, a deadline of
+            // another phase (cleared on every transition, so it cannot occur): no effect.
+            _ => {}
+        }
+    }
+
+    /// The ways out of a live state (handshaking or ready).
+    fn live(&mut self, conn: ConnId, trigger: Trigger, now: Instant) {
+        use Trigger as T;
+        match trigger {
+            T::Reconnect(mode) => self.leave(
+                conn,
+                Exit::Close(CloseIntent::Reconnect(mode)),
+                Then::Reconnect(Plan::new(Pace::Now, Reason::UserReconnect(mode))),
+                Reason::UserReconnect(mode),
+                now,
+            ),
+            T::Shutdown => self.leave(
+                conn,
+                Exit::Close(CloseIntent::Shutdown),
+                Then::Stop(StopReason::Shutdown),
+                Reason::UserShutdown,
+                now,
+            ),
+            T::Closed(cause) => self.live_closed(conn, cause, now),
+            T::ServerReconnect => self.leave(
+                conn,
+                Exit::Close(CloseIntent::Reconnect(ReconnectMode::Resume)),
+                Then::Reconnect(Plan::new(Pace::Now, Reason::ServerReconnect)),
+                Reason::ServerReconnect,
+                now,
+            ),
+            T::InvalidSession { resumable, wait } => {
+                let mode = if resumable {
+                    ReconnectMode::Resume
+                } else {
+                    ReconnectMode::Fresh
+                };
+                let reason = Reason::InvalidSession { resumable };
+                self.leave(
+                    conn,
+                    Exit::Close(CloseIntent::Reconnect(mode)),
+                    Then::Reconnect(Plan::new(Pace::Within(wait.0, wait.1), reason.clone())),
+                    reason,
+                    now,
+                );
+            }
+            // F12: the peer is gone; a close handshake would only wait for it. Abort and
+            // resume, exactly once: leaving clears the heartbeat deadlines.
+            T::Unresponsive(reason) => {
+                let pace = self.pace_after_loss(now);
+                self.leave(
+                    conn,
+                    Exit::Abort,
+                    Then::Reconnect(Plan::new(pace, reason.clone())),
+                    reason,
+                    now,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn view(&self) -> View {
+        match &self.state {
+            State::Idle => View::Idle,
+            State::Connecting { conn } => View::Connecting(*conn),
+            State::Handshaking { conn, stage } => View::Handshaking(*conn, *stage),
+            State::Ready { conn, .. } => View::Ready(*conn),
+            State::Draining { old, then, aborted } => View::Draining {
+                old: *old,
+                reconnecting: matches!(then, Then::Reconnect(_)),
+                aborted: *aborted,
+            },
+            State::Backoff => View::Backoff,
+            State::Stopped(_) => View::Stopped,
+        }
+    }
+
+    /// Records the new state and reports it as a [`Transition`].
+    fn transition(&mut self, to: State, reason: Reason, next_delay: Option<Duration>) {
+        let from = self.state.phase();
+        self.state = to;
+        self.reason = reason.clone();
+        self.events.push_back(Event::Transition(Transition {
+            from,
+            to: self.state.phase(),
+            reason,
+            conn: self.state.conn(),
+            attempt: self.attempt,
+            next_delay,
+        }));
+    }
+
+    /// A first attempt the application asked for.
+    fn start_streak(&mut self, reason: Reason, now: Instant) {
+        self.attempt = 1;
+        self.open(reason, now);
+    }
+
+    fn open(&mut self, reason: Reason, now: Instant) {
+        if self.shutdown_requested {
+            // Unreachable by the table (shutdown leaves every path that opens); kept so that
+            // no `Open` can follow a shutdown whatever changes above (I3).
+            self.stop(StopReason::Shutdown, reason);
+            return;
+        }
+        let conn = self.ids.next();
+        self.timers.stop_connection();
+        self.timers.stop(Timer::Backoff);
+        self.heartbeat.reset();
+        self.stats.opens += 1;
+        self.commands.push_back(Command::Open {
+            conn,
+            endpoint: self.profile.endpoint(),
+        });
+        self.timers
+            .set(Timer::Connect, after(now, self.config.connect_timeout));
+        self.transition(State::Connecting { conn }, reason, None);
+        self.events.push_back(Event::Connecting {
+            conn,
+            attempt: self.attempt,
+        });
+    }
+
+    fn opened(&mut self, conn: ConnId, now: Instant) {
+        self.stats.opened += 1;
+        self.timers.stop(Timer::Connect);
+        let on_open = self.profile.on_open();
+        if let Some(interval) = self.profile.heartbeat_interval() {
+            self.start_heartbeat(interval, now);
+        }
+        match on_open {
+            OnOpen::Ready => {
+                let stage = Stage::AwaitReady { resuming: false };
+                self.transition(State::Handshaking { conn, stage }, Reason::Opened, None);
+                self.ready(conn, false, now);
+            }
+            OnOpen::Handshake => {
+                let stage = Stage::AwaitReady {
+                    resuming: self.profile.can_resume(),
+                };
+                self.transition(State::Handshaking { conn, stage }, Reason::Opened, None);
+                self.write_handshake(conn, now);
+            }
+            OnOpen::AwaitHello => {
+                let stage = Stage::AwaitHello;
+                self.transition(State::Handshaking { conn, stage }, Reason::Opened, None);
+                self.timers
+                    .set(Timer::Hello, after(now, self.config.hello_timeout));
+            }
+        }
+    }
+
+    fn hello(&mut self, conn: ConnId, interval: Option<Duration>, now: Instant) {
+        self.timers.stop(Timer::Hello);
+        if let Some(interval) = interval {
+            self.start_heartbeat(interval, now);
+        }
+        let stage = Stage::AwaitReady {
+            resuming: self.profile.can_resume(),
+        };
+        self.transition(State::Handshaking { conn, stage }, Reason::Hello, None);
+        self.write_handshake(conn, now);
+    }
+
+    fn start_heartbeat(&mut self, interval: Duration, now: Instant) {
+        let interval = interval.max(MIN_HEARTBEAT_INTERVAL);
+        self.heartbeat
+            .start(interval, now, &mut self.rng, &mut self.timers);
+    }
+
+    /// F13: the machine writes the handshake itself, ahead of any application frame.
+    fn write_handshake(&mut self, conn: ConnId, now: Instant) {
+        if let Some(frame) = self.profile.handshake() {
+            self.commands.push_back(Command::Send { conn, frame });
+        }
+        self.timers
+            .set(Timer::Ready, after(now, self.config.ready_timeout));
+    }
+
+    fn ready(&mut self, conn: ConnId, resumed: bool, now: Instant) {
+        self.timers.stop(Timer::Hello);
+        self.timers.stop(Timer::Ready);
+        self.stats.ready += 1;
+        if resumed {
+            self.stats.resumed += 1;
+        }
+        self.transition(
+            State::Ready { conn, since: now },
+            Reason::Ready { resumed },
+            None,
+        );
+        self.events.push_back(Event::Ready { conn, resumed });
+        self.flush_queue(conn, now);
+    }
+
+    /// Replaces a connection that stalled, resuming where the profile can.
+    fn recycle(&mut self, conn: ConnId, reason: Reason, now: Instant) {
+        self.leave(
+            conn,
+            Exit::Close(CloseIntent::Reconnect(ReconnectMode::Resume)),
+            Then::Reconnect(Plan::new(Pace::Backoff, reason.clone())),
+            reason,
+            now,
+        );
+    }
+
+    /// Starts leaving `conn`; `then` happens once it is gone (or abandoned). Nothing new
+    /// opens meanwhile, and nothing the socket sends reaches the application.
+    fn leave(&mut self, conn: ConnId, exit: Exit, then: Then, reason: Reason, now: Instant) {
+        let was_open = self.state.live_conn() == Some(conn);
+        self.timers.stop_connection();
+        self.heartbeat.reset();
+        let aborted = match exit {
+            Exit::Close(intent) => {
+                let frame = self.profile.close_frame(intent);
+                self.commands.push_back(Command::Close { conn, frame });
+                self.timers
+                    .set(Timer::Drain, after(now, self.config.drain_timeout));
+                false
+            }
+            Exit::Abort => {
+                self.commands.push_back(Command::Abort { conn });
+                self.timers
+                    .set(Timer::AbortGrace, after(now, self.config.abort_grace));
+                true
+            }
+        };
+        self.transition(
+            State::Draining {
+                old: conn,
+                then,
+                aborted,
+            },
+            reason.clone(),
+            None,
+        );
+        if was_open {
+            self.events.push_back(Event::Disconnected { conn, reason });
+        }
+    }
+
+    /// F8: the drain timed out; abort, and give the adapter a short grace to confirm.
+    fn abort_draining(&mut self, old: ConnId, now: Instant) {
+        self.commands.push_back(Command::Abort { conn: old });
+        self.timers.stop(Timer::Drain);
+        self.timers
+            .set(Timer::AbortGrace, after(now, self.config.abort_grace));
+        if let State::Draining { aborted, .. } = &mut self.state {
+            *aborted = true;
+        }
+        let to = self.state.clone();
+        self.transition(to, Reason::DrainTimeout, None);
+    }
+
+    /// The socket being left is gone: do what the drain was for.
+    fn drained(&mut self, reason: Reason, now: Instant) {
+        let State::Draining { then, .. } = &self.state else {
+            return;
+        };
+        let then = then.clone();
+        self.timers.stop_connection();
+        match then {
+            Then::Stop(stop) => self.stop(stop, reason),
+            Then::Reconnect(_) if self.shutdown_requested => {
+                self.stop(StopReason::Shutdown, reason);
+            }
+            Then::Reconnect(plan) => self.reconnect_after(plan, reason, now),
+        }
+    }
+
+    /// The peer closed the live socket (F4): exactly one reconnect path, unless fatal.
+    fn live_closed(&mut self, conn: ConnId, cause: CloseCause, now: Instant) {
+        let pace = self.pace_after_loss(now);
+        let class = self.profile.classify_close(&cause);
+        let reason = Reason::Closed(cause.clone());
+        self.timers.stop_connection();
+        self.heartbeat.reset();
+        self.events.push_back(Event::Disconnected {
+            conn,
+            reason: reason.clone(),
+        });
+        match class {
+            CloseClass::Fatal => self.stop(StopReason::Fatal(cause), reason),
+            CloseClass::Fresh => {
+                self.profile.clear_resume();
+                self.reconnect_after(Plan::new(pace, reason.clone()), reason, now);
+            }
+            CloseClass::Resume => {
+                self.reconnect_after(Plan::new(pace, reason.clone()), reason, now);
+            }
+        }
+    }
+
+    /// F3: the pending open failed; back off, honouring the server's retry hint, or stop
+    /// when the status says retrying cannot help.
+    fn open_failed(&mut self, error: OpenError, now: Instant) {
+        self.stats.open_failures += 1;
+        self.timers.stop_connection();
+        let reason = Reason::OpenFailed(error.clone());
+        if let OpenErrorKind::Http { status } = error.kind {
+            if self.config.stop_on_status.contains(&status) {
+                self.stop(StopReason::Rejected(error), reason);
+                return;
+            }
+        }
+        let plan = Plan {
+            pace: Pace::Backoff,
+            reason: reason.clone(),
+            retry_after: error.retry_after,
+        };
+        self.reconnect_after(plan, reason, now);
+    }
+
+    /// How a lost connection counts: a ready one that stayed up long enough starts a new
+    /// streak; anything else is one more failure.
+    fn pace_after_loss(&self, now: Instant) -> Pace {
+        match self.state {
+            State::Ready { since, .. } => Pace::AfterReady {
+                stable: now.saturating_duration_since(since) >= self.config.stable_after,
+            },
+            _ => Pace::Backoff,
+        }
+    }
+
+    /// Announces the next attempt and waits for it, or opens at once, or gives up.
+    fn reconnect_after(&mut self, plan: Plan, reason: Reason, now: Instant) {
+        let delay = match plan.pace {
+            Pace::Now => {
+                self.attempt = 1;
+                Duration::ZERO
+            }
+            Pace::AfterReady { stable: true } => {
+                self.attempt = 1;
+                uniform(Duration::ZERO, self.config.first_retry_window, &mut self.rng)
+            }
+            Pace::AfterReady { stable: false } | Pace::Backoff | Pace::Within(..) => {
+                let failures = self.attempt.max(1);
+                if self.config.max_attempts.is_some_and(|max| failures >= max) {
+                    self.stop(StopReason::GaveUp { attempts: failures }, Reason::GaveUp);
+                    return;
+                }
+                self.attempt = failures + 1;
+                match plan.pace {
+                    Pace::Within(min, max) => uniform(min, max, &mut self.rng),
+                    _ => self.backoff.delay(failures, &mut self.rng),
+                }
+            }
+        };
+        let hint = plan
+            .retry_after
+            .map_or(Duration::ZERO, |d| d.min(self.config.retry_after_max));
+        let delay = delay.max(hint);
+        self.stats.reconnects += 1;
+        self.events.push_back(Event::Reconnecting {
+            delay,
+            attempt: self.attempt,
+            resume: self.profile.can_resume(),
+            reason: plan.reason,
+        });
+        if delay.is_zero() {
+            self.open(reason, now);
+        } else {
+            let until = after(now, delay);
+            self.timers.set(Timer::Backoff, until);
+            self.transition(State::Backoff, reason, Some(delay));
+        }
+    }
+
+    /// Terminal. What was never sent is handed back first; `Stopped` is the last event.
+    fn stop(&mut self, stop: StopReason, reason: Reason) {
+        self.timers = DeadlineTable::default();
+        self.heartbeat.reset();
+        self.return_all_queued(ReturnReason::Stopped);
+        self.transition(State::Stopped(stop.clone()), reason, None);
+        self.events.push_back(Event::Stopped { reason: stop });
+    }
+}
+
+fn needs_new_socket(stage: Stage, mode: ReconnectMode) -> bool {
+    matches!(
+        (stage, mode),
+        (Stage::AwaitReady { resuming: true }, ReconnectMode::Fresh)
+    )
+}

@@ -1,0 +1,106 @@
+//! The deadline table: one optional deadline per kind of timer, owned by the machine.
+
+use std::time::{Duration, Instant};
+
+/// Every deadline the client machine can hold. When several expire at the same instant
+/// they are handled in this order, so an unanswered heartbeat is judged before the next
+/// beat is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Timer {
+    /// The pending open must complete by then.
+    Connect,
+    /// The server's hello must arrive by then.
+    Hello,
+    /// The handshake must complete by then.
+    Ready,
+    /// The outstanding heartbeat must be acknowledged by then.
+    HeartbeatAck,
+    /// The next heartbeat is due.
+    Heartbeat,
+    /// The socket being left must close by then, or it is aborted.
+    Drain,
+    /// The aborted socket must report closed by then, or it is abandoned.
+    AbortGrace,
+    /// The next attempt starts.
+    Backoff,
+    /// The earliest time to live in the outbound queue runs out.
+    SendExpiry,
+}
+
+impl Timer {
+    /// Every timer, in the order expiries are handled.
+    pub(crate) const VALUES: [Self; 9] = [
+        Self::Connect,
+        Self::Hello,
+        Self::Ready,
+        Self::HeartbeatAck,
+        Self::Heartbeat,
+        Self::Drain,
+        Self::AbortGrace,
+        Self::Backoff,
+        Self::SendExpiry,
+    ];
+
+    /// The table is sized from the enum, never by hand.
+    const COUNT: usize = Self::VALUES.len();
+
+    /// The timers that belong to one socket: all of them end with it.
+    pub(crate) const CONNECTION: [Self; 7] = [
+        Self::Connect,
+        Self::Hello,
+        Self::Ready,
+        Self::HeartbeatAck,
+        Self::Heartbeat,
+        Self::Drain,
+        Self::AbortGrace,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One optional deadline per [`Timer`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeadlineTable {
+    deadlines: [Option<Instant>; Timer::COUNT],
+}
+
+impl DeadlineTable {
+    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
+        if let Some(slot) = self.deadlines.get_mut(timer.index()) {
+            *slot = Some(at);
+        }
+    }
+
+    pub(crate) fn stop(&mut self, timer: Timer) {
+        if let Some(slot) = self.deadlines.get_mut(timer.index()) {
+            *slot = None;
+        }
+    }
+
+    pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
+        self.deadlines.get(timer.index()).copied().flatten()
+    }
+
+    /// Stops every timer of the current socket, so none of them can fire for a socket the
+    /// machine has left.
+    pub(crate) fn stop_connection(&mut self) {
+        for timer in Timer::CONNECTION {
+            self.stop(timer);
+        }
+    }
+
+    /// The earliest deadline and the timer that set it.
+    pub(crate) fn next(&self) -> Option<(Timer, Instant)> {
+        Timer::VALUES
+            .iter()
+            .filter_map(|&t| self.get(t).map(|at| (t, at)))
+            .min_by_key(|&(_, at)| at)
+    }
+}
+
+/// A deadline strictly after `now`, so handling a timeout always makes progress (I7).
+pub(crate) fn after(now: Instant, delay: Duration) -> Instant {
+    now + delay.max(Duration::from_nanos(1))
+}
