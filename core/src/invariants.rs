@@ -101,13 +101,24 @@ impl ClientChecker {
             {
                 self.opened.insert(conn);
             }
-            Input::Closed { .. } | Input::OpenFailed { .. } => {
-                self.closing.remove(&conn);
-                self.carrying.remove(&conn);
-                self.left.insert(conn);
+            // A close ends only a socket that opened; a failure only one that did not. The
+            // other combinations break the adapter contract and must change nothing.
+            Input::Closed { .. } if self.opened.contains(&conn) => self.gone(conn),
+            Input::OpenFailed { .. } if self.issued(conn) && !self.opened.contains(&conn) => {
+                self.gone(conn);
             }
             _ => {}
         }
+    }
+
+    fn issued(&self, conn: ConnId) -> bool {
+        self.newest_open.is_some_and(|newest| conn <= newest)
+    }
+
+    fn gone(&mut self, conn: ConnId) {
+        self.closing.remove(&conn);
+        self.carrying.remove(&conn);
+        self.left.insert(conn);
     }
 
     /// Records a user call (or a timeout) about to be made.

@@ -23,6 +23,19 @@ use crate::timer::{DeadlineTable, Timer};
 use state::State;
 use transitions::Trigger;
 
+/// The machine's hold on one generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Socket {
+    /// Asked for; not open yet.
+    Pending,
+    /// Open and current.
+    Open,
+    /// Being left before it opened: its end is an `OpenFailed`.
+    LeavingPending,
+    /// Being left after it opened: its end is a `Closed`.
+    LeavingOpen,
+}
+
 /// A snapshot of where the machine is and why. It never latches: every transition
 /// updates it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,29 +158,26 @@ impl<P: Protocol> Client<P> {
         if matches!(self.state, State::Stopped(_)) {
             return;
         }
-        match input {
-            Input::Opened { conn } => self.on_opened(conn, now),
-            Input::OpenFailed { conn, error } => {
-                if self.is_pending_or_leaving(conn) {
-                    self.step(Trigger::OpenFailed(error), now);
-                } else {
-                    self.stale();
-                }
+        let socket = self.socket(input.conn());
+        match (socket, input) {
+            (Some(Socket::Pending | Socket::LeavingPending), Input::Opened { .. }) => {
+                self.step(Trigger::Opened, now);
             }
-            Input::Frame { conn, frame } => {
-                if self.state.live_conn() == Some(conn) {
-                    self.on_frame(conn, frame, now);
-                } else {
-                    self.stale();
-                }
+            (Some(Socket::Pending | Socket::LeavingPending), Input::OpenFailed { error, .. }) => {
+                self.step(Trigger::OpenFailed(error), now);
             }
-            Input::Closed { conn, cause } => {
-                if self.state.live_conn() == Some(conn) || self.is_leaving(conn) {
-                    self.step(Trigger::Closed(cause), now);
-                } else {
-                    self.stale();
-                }
+            (Some(Socket::Open), Input::Frame { conn, frame }) => self.on_frame(conn, frame, now),
+            (Some(Socket::Open | Socket::LeavingOpen), Input::Closed { cause, .. }) => {
+                self.step(Trigger::Closed(cause), now);
             }
+            (None, Input::Opened { conn }) if self.ids.issued(conn) => {
+                // A superseded attempt opened after all: it never carries traffic (F1).
+                self.stale();
+                self.commands.push_back(Command::Abort { conn });
+            }
+            // Stale (an older or unknown generation, or a socket being left) or out of the
+            // adapter contract (a duplicate open, a close before open): dropped and counted.
+            _ => self.stale(),
         }
     }
 
@@ -301,23 +311,19 @@ impl<P: Protocol> Client<P> {
         self.stats.stale_inputs += 1;
     }
 
-    fn is_pending_or_leaving(&self, conn: ConnId) -> bool {
-        matches!(self.state, State::Connecting { conn: c } if c == conn) || self.is_leaving(conn)
-    }
-
-    fn is_leaving(&self, conn: ConnId) -> bool {
-        matches!(self.state, State::Draining { old, .. } if old == conn)
-    }
-
-    fn on_opened(&mut self, conn: ConnId, now: Instant) {
-        if self.is_pending_or_leaving(conn) {
-            self.step(Trigger::Opened, now);
-            return;
-        }
-        self.stale();
-        // A superseded attempt opened after all: it never carries traffic (F1).
-        if self.ids.issued(conn) && self.state.live_conn() != Some(conn) {
-            self.commands.push_back(Command::Abort { conn });
+    /// What the machine holds for `conn`: the inputs it accepts depend on it.
+    fn socket(&self, conn: ConnId) -> Option<Socket> {
+        match self.state {
+            State::Connecting { conn: c } if c == conn => Some(Socket::Pending),
+            State::Handshaking { conn: c, .. } | State::Ready { conn: c, .. } if c == conn => {
+                Some(Socket::Open)
+            }
+            State::Draining { old, opened, .. } if old == conn => Some(if opened {
+                Socket::LeavingOpen
+            } else {
+                Socket::LeavingPending
+            }),
+            _ => None,
         }
     }
 

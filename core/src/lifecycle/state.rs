@@ -16,11 +16,13 @@ pub(crate) enum State {
     /// The session is up since `since`.
     Ready { conn: ConnId, since: Instant },
     /// The machine is leaving `old` (closing it, or, once `aborted`, waiting for the adapter
-    /// to confirm the abort); `then` happens once it is gone.
+    /// to confirm the abort); `then` happens once it is gone. `opened` says whether the
+    /// adapter reported it open, and so whether its end is a `Closed` or an `OpenFailed`.
     Draining {
         old: ConnId,
         then: Then,
         aborted: bool,
+        opened: bool,
     },
     /// Waiting for the backoff deadline before the next attempt.
     Backoff,

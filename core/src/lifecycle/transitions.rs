@@ -125,8 +125,12 @@ impl<P: Protocol> Client<P> {
             }
 
             (V::Draining { old, .. }, T::Opened) => {
-                // It was aborted before it opened; the adapter raced. Abort it again.
+                // It was aborted before it opened; the adapter raced. Abort it again and
+                // wait for its close.
                 self.commands.push_back(Command::Abort { conn: old });
+                if let State::Draining { opened, .. } = &mut self.state {
+                    *opened = true;
+                }
             }
             (V::Draining { .. }, T::Closed(_) | T::OpenFailed(_)) => {
                 self.drained(Reason::Drained, now);
@@ -224,7 +228,9 @@ impl<P: Protocol> Client<P> {
             State::Connecting { conn } => View::Connecting(*conn),
             State::Handshaking { conn, stage } => View::Handshaking(*conn, *stage),
             State::Ready { conn, .. } => View::Ready(*conn),
-            State::Draining { old, then, aborted } => View::Draining {
+            State::Draining {
+                old, then, aborted, ..
+            } => View::Draining {
                 old: *old,
                 reconnecting: matches!(then, Then::Reconnect(_)),
                 aborted: *aborted,
@@ -389,6 +395,7 @@ impl<P: Protocol> Client<P> {
                 old: conn,
                 then,
                 aborted,
+                opened: was_open,
             },
             reason.clone(),
             None,

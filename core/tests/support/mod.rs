@@ -170,6 +170,11 @@ where
         r
     }
 
+    /// The newest generation the machine asked for.
+    pub fn newest_conn(&self) -> u64 {
+        self.client.stats().opens
+    }
+
     pub fn probe(&mut self) -> Result<(), CallError> {
         self.checker.call(Call::Other);
         let r = self.client.probe(self.now);
@@ -180,13 +185,18 @@ where
     // ---- socket inputs, fed now
 
     pub fn input(&mut self, input: Input) {
+        self.input_stamped(input, self.now);
+    }
+
+    /// Feeds `input` stamped `at`, which may lie in the past (a clock that went back).
+    pub fn input_stamped(&mut self, input: Input, at: Instant) {
         self.checker.input(&input);
         match &input {
             Input::Opened { conn } => self.open_sockets.push(*conn),
             Input::Closed { conn, .. } => self.open_sockets.retain(|c| c != conn),
             _ => {}
         }
-        self.client.handle_input(input, self.now);
+        self.client.handle_input(input, at);
         self.drain();
     }
 

@@ -1,0 +1,276 @@
+//! Random sequences of inputs, user calls and time steps, with the invariant checker run
+//! after every step (I1 to I5, I7, I8) and nothing allowed to panic. Stale, unknown and
+//! future `ConnId`s, duplicate opens and closes, random frames and every user call in
+//! every state are all in the mix.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use support::hello_profile::HelloProfile;
+use support::*;
+use tether_core::{
+    CloseCause, CloseFrame, Frame, Input, OpenError, OpenErrorKind, Protocol, ReconnectMode,
+    TransportErrorKind,
+};
+
+#[derive(Debug, Clone)]
+enum Conn {
+    /// The generation the machine is about now (or 0 when none).
+    Current,
+    /// The newest generation ever issued.
+    Newest,
+    /// An older generation.
+    Older(u8),
+    /// A generation not issued yet.
+    Future(u8),
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Connect,
+    Reconnect(bool),
+    Shutdown,
+    Send(u8, Option<u16>),
+    Probe,
+    Opened(Conn),
+    OpenFailed(Conn, u8, Option<u16>),
+    Frame(Conn, u8),
+    Closed(Conn, u8),
+    Elapse(u32),
+    Jump(u32),
+    Backwards(Conn, u16),
+}
+
+fn conn() -> impl Strategy<Value = Conn> {
+    prop_oneof![
+        4 => Just(Conn::Current),
+        2 => Just(Conn::Newest),
+        2 => (1u8..4).prop_map(Conn::Older),
+        1 => (1u8..3).prop_map(Conn::Future),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => Just(Op::Connect),
+        2 => any::<bool>().prop_map(Op::Reconnect),
+        1 => Just(Op::Shutdown),
+        3 => (any::<u8>(), proptest::option::of(0u16..3000)).prop_map(|(n, t)| Op::Send(n, t)),
+        1 => Just(Op::Probe),
+        5 => conn().prop_map(Op::Opened),
+        2 => (conn(), any::<u8>(), proptest::option::of(0u16..20_000))
+            .prop_map(|(c, k, r)| Op::OpenFailed(c, k, r)),
+        8 => (conn(), any::<u8>()).prop_map(|(c, f)| Op::Frame(c, f)),
+        3 => (conn(), any::<u8>()).prop_map(|(c, k)| Op::Closed(c, k)),
+        6 => (0u32..40_000).prop_map(Op::Elapse),
+        1 => (0u32..120_000).prop_map(Op::Jump),
+        1 => (conn(), any::<u16>()).prop_map(|(c, d)| Op::Backwards(c, d)),
+    ]
+}
+
+fn net() -> impl Strategy<Value = Net> {
+    let delay = || proptest::option::of((0u64..3000).prop_map(Duration::from_millis));
+    (delay(), delay(), delay()).prop_map(|(open_after, close_echo_after, abort_confirm_after)| {
+        Net {
+            open_after,
+            close_echo_after,
+            abort_confirm_after,
+        }
+    })
+}
+
+fn resolve<P: Protocol>(sim: &Sim<P>, conn: &Conn) -> tether_core::ConnId
+where
+    P::Message: std::fmt::Debug + Clone,
+{
+    let newest = sim.newest_conn();
+    let n = match conn {
+        Conn::Current => sim.client.state().conn.map_or(0, |c| c.get()),
+        Conn::Newest => newest,
+        Conn::Older(back) => newest.saturating_sub(u64::from(*back)),
+        Conn::Future(ahead) => newest + u64::from(*ahead),
+    };
+    c(n)
+}
+
+const HELLO_TEXTS: [&str; 12] = [
+    "hello",
+    "hello:700",
+    "ready",
+    "resumed",
+    "ack",
+    "beat?",
+    "reconnect",
+    "invalid:true",
+    "invalid:false",
+    "bad",
+    "hello:x",
+    "a message",
+];
+
+fn frame(selector: u8) -> Frame {
+    match selector % 16 {
+        0..=11 => Frame::text(HELLO_TEXTS[usize::from(selector % 12)]),
+        12 => Frame::binary(vec![selector; usize::from(selector)]),
+        13 => Frame::Ping(bytes::Bytes::from_static(b"peer")),
+        // Pongs with low counters: some match the outstanding beat, most do not.
+        _ => pong(u64::from(selector % 4)),
+    }
+}
+
+fn open_error(kind: u8, retry_ms: Option<u16>) -> OpenError {
+    let kind = match kind % 6 {
+        0 => OpenErrorKind::Io,
+        1 => OpenErrorKind::Tls,
+        2 => OpenErrorKind::Http { status: 503 },
+        3 => OpenErrorKind::Http { status: 401 },
+        4 => OpenErrorKind::Protocol,
+        _ => OpenErrorKind::Aborted,
+    };
+    let error = OpenError::new(kind, "generated");
+    match retry_ms {
+        Some(ms) => error.with_retry_after(Duration::from_millis(u64::from(ms))),
+        None => error,
+    }
+}
+
+fn close_cause(kind: u8) -> CloseCause {
+    match kind % 8 {
+        0 => CloseCause::Dropped,
+        1 => CloseCause::Aborted,
+        2 => CloseCause::Error {
+            kind: TransportErrorKind::MessageTooBig,
+            detail: "big".into(),
+        },
+        3 => CloseCause::Frame(CloseFrame::new(4004, "fatal for hello")),
+        4 => CloseCause::Frame(CloseFrame::new(4007, "fresh for hello")),
+        5 => CloseCause::Frame(CloseFrame::new(1000, "")),
+        6 => CloseCause::Frame(CloseFrame::new(1001, "")),
+        _ => CloseCause::Frame(CloseFrame::new(4000, "")),
+    }
+}
+
+fn run<P: Protocol>(mut sim: Sim<P>, ops: Vec<Op>)
+where
+    P::Message: std::fmt::Debug + Clone,
+{
+    for op in ops {
+        match op {
+            Op::Connect => {
+                let _ = sim.connect();
+            }
+            Op::Reconnect(fresh) => {
+                let mode = if fresh {
+                    ReconnectMode::Fresh
+                } else {
+                    ReconnectMode::Resume
+                };
+                let _ = sim.reconnect(mode);
+            }
+            Op::Shutdown => sim.shutdown(),
+            Op::Send(n, ttl) => {
+                let frame = Frame::binary(vec![n; usize::from(n % 64)]);
+                let sent = match ttl {
+                    Some(ms) => sim.send_with_ttl(frame, Duration::from_millis(u64::from(ms))),
+                    None => sim.send(frame),
+                };
+                if let Err(e) = sent {
+                    assert_eq!(e.frame.len(), usize::from(n % 64), "refused frames come back whole");
+                }
+            }
+            Op::Probe => {
+                let _ = sim.probe();
+            }
+            Op::Opened(target) => {
+                let conn = resolve(&sim, &target);
+                sim.input(Input::Opened { conn });
+            }
+            Op::OpenFailed(target, kind, retry) => {
+                let conn = resolve(&sim, &target);
+                sim.input(Input::OpenFailed {
+                    conn,
+                    error: open_error(kind, retry),
+                });
+            }
+            Op::Frame(target, selector) => {
+                let conn = resolve(&sim, &target);
+                sim.input(Input::Frame {
+                    conn,
+                    frame: frame(selector),
+                });
+            }
+            Op::Closed(target, kind) => {
+                let conn = resolve(&sim, &target);
+                sim.input(Input::Closed {
+                    conn,
+                    cause: close_cause(kind),
+                });
+            }
+            Op::Elapse(ms) => sim.elapse(Duration::from_millis(u64::from(ms))),
+            Op::Jump(ms) => sim.jump(Duration::from_millis(u64::from(ms))),
+            Op::Backwards(target, ms) => {
+                let conn = resolve(&sim, &target);
+                let at = sim.now - Duration::from_millis(u64::from(ms));
+                sim.input_stamped(
+                    Input::Frame {
+                        conn,
+                        frame: frame(ms as u8),
+                    },
+                    at,
+                );
+                sim.timeout();
+            }
+        }
+    }
+    // Whatever happened, a shutdown always ends the machine within bounded time.
+    sim.shutdown();
+    sim.elapse(Duration::from_secs(30));
+    assert_eq!(sim.client.state().phase, tether_core::Phase::Stopped);
+    assert_eq!(sim.client.poll_timeout(), None);
+}
+
+fn small_config(seed: u64, jitter: bool) -> tether_core::Config {
+    test_config()
+        .seed(seed)
+        .backoff_jitter(if jitter { 1.0 } else { 0.0 })
+        .first_retry_window(Duration::from_millis(800))
+        .queue_max_frames(8)
+        .queue_max_bytes(256)
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 6_000,
+        max_shrink_iters: 10_000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn plain_machine_keeps_its_invariants(
+        seed in any::<u64>(),
+        jitter in any::<bool>(),
+        net in net(),
+        ops in proptest::collection::vec(op(), 1..80),
+    ) {
+        let mut sim = Sim::new(small_config(seed, jitter), plain_beating());
+        sim.net = net;
+        run(sim, ops);
+    }
+
+    #[test]
+    fn hello_machine_keeps_its_invariants(
+        seed in any::<u64>(),
+        jitter in any::<bool>(),
+        net in net(),
+        ops in proptest::collection::vec(op(), 1..80),
+    ) {
+        let mut sim = Sim::new(small_config(seed, jitter), HelloProfile::default());
+        sim.net = net;
+        run(sim, ops);
+    }
+}
