@@ -23,7 +23,10 @@ fn epoch() -> Instant {
 
 fn ready_client(heartbeat: Option<Duration>) -> (Client<Plain>, ConnId, Instant) {
     let config = Config::builder().seed(1).build().unwrap();
-    let profile = Plain::builder().heartbeat_interval(heartbeat).build().unwrap();
+    let profile = Plain::builder()
+        .heartbeat_interval(heartbeat)
+        .build()
+        .unwrap();
     let mut client = Client::new(config, profile);
     let t0 = epoch();
     client.connect(t0).unwrap();
@@ -81,7 +84,10 @@ fn heartbeat(c: &mut Criterion) {
         b.iter(|| {
             let due = client.poll_timeout().unwrap();
             client.handle_timeout(due);
-            let Some(Command::Send { frame: Frame::Ping(payload), .. }) = client.poll_command()
+            let Some(Command::Send {
+                frame: Frame::Ping(payload),
+                ..
+            }) = client.poll_command()
             else {
                 panic!("expected a ping");
             };

@@ -65,9 +65,7 @@ mod tests {
     fn without_jitter_it_doubles_up_to_the_cap() {
         let b = backoff(0.0);
         let mut rng = fastrand::Rng::with_seed(1);
-        let delays: Vec<u128> = (1..=7)
-            .map(|n| b.delay(n, &mut rng).as_millis())
-            .collect();
+        let delays: Vec<u128> = (1..=7).map(|n| b.delay(n, &mut rng).as_millis()).collect();
         assert_eq!(delays, [100, 200, 400, 800, 1600, 2000, 2000]);
         assert_eq!(b.delay(u32::MAX, &mut rng), Duration::from_secs(2));
     }

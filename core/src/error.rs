@@ -40,7 +40,9 @@ pub enum ConfigError {
         value: f64,
     },
     /// A close code that cannot be sent on the wire (RFC 6455 section 7.4).
-    #[error("{field}: close code {code} cannot be sent (use 1000..=1003, 1007..=1014 or 3000..=4999)")]
+    #[error(
+        "{field}: close code {code} cannot be sent (use 1000..=1003, 1007..=1014 or 3000..=4999)"
+    )]
     CloseCode {
         /// The field.
         field: &'static str,

@@ -112,9 +112,7 @@ impl fmt::Display for Reason {
             Self::Created => f.write_str("created"),
             Self::UserConnect => f.write_str("connect requested"),
             Self::UserReconnect(ReconnectMode::Resume) => f.write_str("reconnect requested"),
-            Self::UserReconnect(ReconnectMode::Fresh) => {
-                f.write_str("fresh reconnect requested")
-            }
+            Self::UserReconnect(ReconnectMode::Fresh) => f.write_str("fresh reconnect requested"),
             Self::UserShutdown => f.write_str("shutdown requested"),
             Self::ProbeFailed => f.write_str("probe unanswered"),
             Self::Opened => f.write_str("socket opened"),

@@ -154,7 +154,10 @@ impl ClientChecker {
                 {
                     return violation(
                         "I2",
-                        format!("Send({conn}) while the current socket is {:?}", self.newest_open),
+                        format!(
+                            "Send({conn}) while the current socket is {:?}",
+                            self.newest_open
+                        ),
                     );
                 }
                 self.carrying.insert(*conn);
@@ -215,9 +218,10 @@ impl ClientChecker {
     /// Checks I7 after `handle_timeout(now)`: the next deadline is later than `now`.
     pub fn after_timeout(&self, now: Instant, next: Option<Instant>) -> Result<(), Violation> {
         match next {
-            Some(at) if at <= now => {
-                violation("I7", format!("poll_timeout() is {:?} at or before now", at - now))
-            }
+            Some(at) if at <= now => violation(
+                "I7",
+                format!("poll_timeout() is {:?} at or before now", at - now),
+            ),
             _ => Ok(()),
         }
     }

@@ -15,29 +15,35 @@
 //! 3. drain [`Client::poll_event`] and hand each event to the application;
 //! 4. sleep until [`Client::poll_timeout`] or the next input.
 //!
+//! Time always comes from the caller, so the example takes it as an argument (the
+//! runnable version, with a virtual clock, is `examples/session.rs`):
+//!
 //! ```
 //! use std::time::{Duration, Instant};
 //! use tether_core::{Client, Command, Config, Event, Frame, Input, Plain};
 //!
-//! let config = Config::builder().seed(7).build()?;
-//! let mut client = Client::new(config, Plain::new());
-//! let t0 = Instant::now();
+//! fn drive(t0: Instant) -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = Config::builder().seed(7).build()?;
+//!     let mut client = Client::new(config, Plain::new());
 //!
-//! client.connect(t0)?;
-//! let Some(Command::Open { conn, .. }) = client.poll_command() else { unreachable!() };
-//! // ... the adapter opens a socket for `conn`, then reports it:
-//! client.handle_input(Input::Opened { conn }, t0 + Duration::from_millis(20));
-//! client.send(Frame::text("hello"), t0 + Duration::from_millis(21))?;
-//! assert_eq!(
-//!     client.poll_command(),
-//!     Some(Command::Send { conn, frame: Frame::text("hello") })
-//! );
-//! while let Some(event) = client.poll_event() {
-//!     if let Event::Ready { conn, .. } = event {
-//!         println!("ready on {conn}");
+//!     client.connect(t0)?;
+//!     let Some(Command::Open { conn, .. }) = client.poll_command() else {
+//!         return Err("expected an Open command".into());
+//!     };
+//!     // ... the adapter opens a socket for `conn`, then reports it:
+//!     client.handle_input(Input::Opened { conn }, t0 + Duration::from_millis(20));
+//!     client.send(Frame::text("hello"), t0 + Duration::from_millis(21))?;
+//!     assert_eq!(
+//!         client.poll_command(),
+//!         Some(Command::Send { conn, frame: Frame::text("hello") })
+//!     );
+//!     while let Some(event) = client.poll_event() {
+//!         if let Event::Ready { conn, .. } = event {
+//!             println!("ready on {conn}");
+//!         }
 //!     }
+//!     Ok(())
 //! }
-//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -71,6 +77,6 @@ pub use event::{
 pub use frame::{CloseFrame, Frame, Utf8Bytes};
 pub use input::{CloseCause, Input, OpenError, OpenErrorKind, TransportErrorKind};
 pub use lifecycle::{Client, Status};
-pub use protocol::plain::Plain;
 pub use protocol::Protocol;
+pub use protocol::plain::Plain;
 pub use stats::Stats;

@@ -39,7 +39,7 @@ fn steady_state_frames_allocate_nothing() {
     let outgoing = Frame::Text(Utf8Bytes::from_static("reply"));
     let now = t0 + Duration::from_millis(1);
 
-    let mut round = |client: &mut Client<Plain>| {
+    let round = |client: &mut Client<Plain>| {
         let mut messages = 0;
         for frame in [&text, &binary] {
             client.handle_input(

@@ -16,7 +16,10 @@ use tether_core::{
 type E = Event<Frame>;
 
 fn connecting(n: u64, attempt: u32) -> Out<Frame> {
-    ev(E::Connecting { conn: c(n), attempt })
+    ev(E::Connecting {
+        conn: c(n),
+        attempt,
+    })
 }
 
 fn ready(n: u64, resumed: bool) -> Out<Frame> {
@@ -98,7 +101,10 @@ fn f01_overlapping_connects() {
 
     sim.opened(2);
     sim.text(2, "from the new socket");
-    assert_eq!(sim.take(), [ready(2, false), message(2, "from the new socket")]);
+    assert_eq!(
+        sim.take(),
+        [ready(2, false), message(2, "from the new socket")]
+    );
     assert_eq!(sim.client.stats().stale_inputs, 3);
     assert_eq!(sim.client.stats().opens, 2);
 }
@@ -200,8 +206,8 @@ fn f03_reconnect_during_backoff_replaces_it() {
 fn f03_server_retry_hint_is_honoured() {
     let mut sim = Sim::plain();
     sim.connect().unwrap();
-    let busy = OpenError::new(OpenErrorKind::Http { status: 503 }, "busy")
-        .with_retry_after(secs(7));
+    let busy =
+        OpenError::new(OpenErrorKind::Http { status: 503 }, "busy").with_retry_after(secs(7));
     sim.open_failed(1, busy.clone());
     assert_eq!(
         sim.take()[2..],
@@ -313,7 +319,10 @@ fn f04_first_retry_is_jittered_within_the_window() {
         assert!(*delay <= secs(4));
         delays.insert(*delay);
     }
-    assert!(delays.len() >= 15, "a fleet must not return in one wave: {delays:?}");
+    assert!(
+        delays.len() >= 15,
+        "a fleet must not return in one wave: {delays:?}"
+    );
 }
 
 #[test]
@@ -421,6 +430,25 @@ fn f05_shutdown_from_idle_and_backoff_stops_at_once() {
     assert_eq!(sim.take(), [stopped(StopReason::Shutdown)]);
     sim.elapse(secs(10));
     sim.assert_quiet();
+}
+
+#[test]
+fn f06_no_heartbeat_where_the_peer_does_not_support_it() {
+    let mut profile = support::hello_profile::HelloProfile::default();
+    profile.no_heartbeat = true;
+    let mut sim = Sim::new(test_config().build().unwrap(), profile);
+    sim.connect().unwrap();
+    sim.opened(1);
+    sim.text(1, "hello:1000");
+    sim.text(1, "ready");
+    sim.take();
+    // The hello carried an interval, but the profile has no heartbeat the peer answers:
+    // nothing is sent, and the peer is never judged a zombie for not answering.
+    sim.elapse(secs(60));
+    sim.assert_quiet();
+    assert_eq!(sim.client.state().phase, Phase::Ready);
+    assert_eq!(sim.client.stats().zombies, 0);
+    assert_eq!(sim.probe(), Err(CallError::NoHeartbeat));
 }
 
 #[test]

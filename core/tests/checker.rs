@@ -10,7 +10,13 @@ use tether_core::invariants::{Call, ClientChecker};
 use tether_core::{CloseFrame, Command, Config, Endpoint, Event, Frame, Input, StopReason};
 
 fn checker() -> ClientChecker {
-    ClientChecker::new(&Config::builder().queue_max_frames(4).queue_max_bytes(100).build().unwrap())
+    ClientChecker::new(
+        &Config::builder()
+            .queue_max_frames(4)
+            .queue_max_bytes(100)
+            .build()
+            .unwrap(),
+    )
 }
 
 fn open_cmd(n: u64) -> Command {
@@ -118,7 +124,10 @@ fn i7_a_deadline_not_after_now() {
     let k = checker();
     let now = epoch();
     assert_eq!(k.after_timeout(now, Some(now)).unwrap_err().invariant, "I7");
-    assert!(k.after_timeout(now, Some(now + Duration::from_nanos(1))).is_ok());
+    assert!(
+        k.after_timeout(now, Some(now + Duration::from_nanos(1)))
+            .is_ok()
+    );
     assert!(k.after_timeout(now, None).is_ok());
 }
 

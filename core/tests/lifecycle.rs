@@ -54,7 +54,10 @@ fn every_transition_is_an_event_with_its_reason() {
 fn transitions_carry_conn_attempt_and_next_delay() {
     let mut sim = Sim::plain();
     sim.connect().unwrap();
-    sim.open_failed(1, tether_core::OpenError::new(tether_core::OpenErrorKind::Io, ""));
+    sim.open_failed(
+        1,
+        tether_core::OpenError::new(tether_core::OpenErrorKind::Io, ""),
+    );
     let last = sim
         .take_all()
         .into_iter()
@@ -131,7 +134,10 @@ fn stats_only_grow() {
         check(&sim, &mut last);
     }
     assert_eq!((last.frames_received, last.stale_inputs), (1, 1));
-    assert!(last.zombies == 1 && last.heartbeats >= 1 && last.opens > 1, "{last:?}");
+    assert!(
+        last.zombies == 1 && last.heartbeats >= 1 && last.opens > 1,
+        "{last:?}"
+    );
 }
 
 #[test]
@@ -183,7 +189,11 @@ fn time_going_backwards_is_ignored() {
     );
     assert_eq!(sim.client.state().phase, Phase::Ready);
     sim.client.handle_timeout(sim.t0 - Duration::from_secs(50));
-    assert!(sim.client.poll_timeout().is_none_or(|t| t >= connect_deadline - secs(5)));
+    assert!(
+        sim.client
+            .poll_timeout()
+            .is_none_or(|t| t >= connect_deadline - secs(5))
+    );
     assert_eq!(sim.client.state().phase, Phase::Ready);
 }
 

@@ -178,7 +178,11 @@ where
                     None => sim.send(frame),
                 };
                 if let Err(e) = sent {
-                    assert_eq!(e.frame.len(), usize::from(n % 64), "refused frames come back whole");
+                    assert_eq!(
+                        e.frame.len(),
+                        usize::from(n % 64),
+                        "refused frames come back whole"
+                    );
                 }
             }
             Op::Probe => {
@@ -245,7 +249,7 @@ fn small_config(seed: u64, jitter: bool) -> tether_core::Config {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 6_000,
+        cases: 10_000,
         max_shrink_iters: 10_000,
         ..ProptestConfig::default()
     })]

@@ -10,11 +10,19 @@ use crate::event::{Phase, Reason, StopReason};
 pub(crate) enum State {
     Idle,
     /// `Open(conn)` was emitted; no answer yet.
-    Connecting { conn: ConnId },
+    Connecting {
+        conn: ConnId,
+    },
     /// The socket is open; the handshake is under way.
-    Handshaking { conn: ConnId, stage: Stage },
+    Handshaking {
+        conn: ConnId,
+        stage: Stage,
+    },
     /// The session is up since `since`.
-    Ready { conn: ConnId, since: Instant },
+    Ready {
+        conn: ConnId,
+        since: Instant,
+    },
     /// The machine is leaving `old` (closing it, or, once `aborted`, waiting for the adapter
     /// to confirm the abort); `then` happens once it is gone. `opened` says whether the
     /// adapter reported it open, and so whether its end is a `Closed` or an `OpenFailed`.

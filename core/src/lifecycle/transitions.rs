@@ -23,10 +23,17 @@ pub(super) enum Trigger {
     Opened,
     OpenFailed(OpenError),
     Closed(CloseCause),
-    Hello { interval: Option<Duration> },
-    HandshakeDone { resumed: bool },
+    Hello {
+        interval: Option<Duration>,
+    },
+    HandshakeDone {
+        resumed: bool,
+    },
     ServerReconnect,
-    InvalidSession { resumable: bool, wait: (Duration, Duration) },
+    InvalidSession {
+        resumable: bool,
+        wait: (Duration, Duration),
+    },
     /// The peer did not acknowledge a heartbeat (or a probe) in time.
     Unresponsive(Reason),
     Expired(Timer),
@@ -135,7 +142,14 @@ impl<P: Protocol> Client<P> {
             (V::Draining { .. }, T::Closed(_) | T::OpenFailed(_)) => {
                 self.drained(Reason::Drained, now);
             }
-            (V::Draining { old, aborted: false, .. }, T::Expired(Timer::Drain)) => {
+            (
+                V::Draining {
+                    old,
+                    aborted: false,
+                    ..
+                },
+                T::Expired(Timer::Drain),
+            ) => {
                 self.abort_draining(old, now);
             }
             (V::Draining { .. }, T::Expired(Timer::AbortGrace)) => {
@@ -143,9 +157,19 @@ impl<P: Protocol> Client<P> {
                 self.drained(Reason::Abandoned, now);
             }
             // F10: a reconnect already waits for this drain.
-            (V::Draining { reconnecting: true, .. }, T::Reconnect(_)) => {}
+            (
+                V::Draining {
+                    reconnecting: true, ..
+                },
+                T::Reconnect(_),
+            ) => {}
             // F9: shutting down during a drain: the drain ends the session instead.
-            (V::Draining { reconnecting: true, .. }, T::Shutdown) => {
+            (
+                V::Draining {
+                    reconnecting: true, ..
+                },
+                T::Shutdown,
+            ) => {
                 if let State::Draining { then, .. } = &mut self.state {
                     *then = Then::Stop(StopReason::Shutdown);
                 }
@@ -497,7 +521,11 @@ impl<P: Protocol> Client<P> {
             }
             Pace::AfterReady { stable: true } => {
                 self.attempt = 1;
-                uniform(Duration::ZERO, self.config.first_retry_window, &mut self.rng)
+                uniform(
+                    Duration::ZERO,
+                    self.config.first_retry_window,
+                    &mut self.rng,
+                )
             }
             Pace::AfterReady { stable: false } | Pace::Backoff | Pace::Within(..) => {
                 let failures = self.attempt.max(1);

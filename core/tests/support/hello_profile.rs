@@ -17,6 +17,8 @@ use tether_core::{CloseCause, CloseFrame, Frame, Malformed, Protocol, ReconnectM
 pub struct HelloProfile {
     /// Set once a session was ready; the next handshake resumes it.
     pub session: Option<u32>,
+    /// The peer advertised no application heartbeat (F6): the profile offers none.
+    pub no_heartbeat: bool,
     sessions_started: u32,
 }
 
@@ -82,7 +84,7 @@ impl Protocol for HelloProfile {
     }
 
     fn heartbeat(&mut self) -> Option<Frame> {
-        Some(Frame::text("beat"))
+        (!self.no_heartbeat).then(|| Frame::text("beat"))
     }
 
     fn classify_close(&self, cause: &CloseCause) -> CloseClass {
