@@ -229,6 +229,7 @@ fn server_reconnect_request_resumes_at_once() {
     sim.opened(1);
     sim.text(1, "hello");
     sim.text(1, "ready");
+    sim.elapse(secs(11));
     sim.take();
     sim.text(1, "reconnect");
     assert_eq!(
@@ -344,4 +345,32 @@ fn a_tiny_hello_interval_cannot_busy_loop() {
         sim.text(1, "ack");
     }
     assert!(beats <= 21, "{beats} beats in 20 ms");
+}
+
+#[test]
+fn repeated_server_reconnect_requests_back_off() {
+    let mut sim = Sim::hello();
+    sim.connect().unwrap();
+    for (conn, delay, attempt) in [(1, 1, 2), (2, 2, 3), (3, 4, 4)] {
+        sim.opened(conn);
+        sim.text(conn, "hello");
+        sim.text(conn, "resumed");
+        sim.text(conn, "reconnect");
+        sim.peer_closes(conn, 4000);
+        let out = sim.take();
+        let reconnecting = out
+            .iter()
+            .find(|o| matches!(o, Out::Ev(E::Reconnecting { .. })))
+            .unwrap();
+        assert_eq!(
+            *reconnecting,
+            ev(E::Reconnecting {
+                delay: secs(delay),
+                attempt,
+                resume: false,
+                reason: Reason::ServerReconnect
+            })
+        );
+        sim.elapse(secs(delay));
+    }
 }

@@ -208,13 +208,19 @@ impl<P: Protocol> Client<P> {
                 now,
             ),
             T::Closed(cause) => self.live_closed(conn, cause, now),
-            T::ServerReconnect => self.leave(
-                conn,
-                Exit::Close(CloseIntent::Reconnect(ReconnectMode::Resume)),
-                Then::Reconnect(Plan::new(Pace::Now, Reason::ServerReconnect)),
-                Reason::ServerReconnect,
-                now,
-            ),
+            // Paced like a loss: a stable session comes back within the first-retry window
+            // (a whole fleet told to reconnect does not return in one wave), and a server
+            // that asks again and again is met with backoff, not a loop.
+            T::ServerReconnect => {
+                let pace = self.pace_after_loss(now);
+                self.leave(
+                    conn,
+                    Exit::Close(CloseIntent::Reconnect(ReconnectMode::Resume)),
+                    Then::Reconnect(Plan::new(pace, Reason::ServerReconnect)),
+                    Reason::ServerReconnect,
+                    now,
+                );
+            }
             T::InvalidSession { resumable, wait } => {
                 let mode = if resumable {
                     ReconnectMode::Resume
