@@ -151,3 +151,25 @@ impl fmt::Display for CloseFrame {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_checked_once_and_shared() {
+        let bytes = Bytes::from_static("héllo".as_bytes());
+        let text = Utf8Bytes::try_from(bytes.clone()).unwrap();
+        assert_eq!(text.as_str(), "héllo");
+        assert_eq!(Bytes::from(text.clone()).as_ptr(), bytes.as_ptr());
+        assert!(Utf8Bytes::try_from(Bytes::from_static(&[0xff, 0xfe])).is_err());
+        assert_eq!(Frame::text("abc").len(), 3);
+        assert!(!Frame::Ping(Bytes::new()).is_data());
+    }
+
+    #[test]
+    fn close_frames_display_code_and_reason() {
+        assert_eq!(CloseFrame::new(4000, "bye").to_string(), "close 4000 (bye)");
+        assert_eq!(CloseFrame::new(1000, "").to_string(), "close 1000");
+    }
+}

@@ -80,3 +80,4 @@ pub use lifecycle::{Client, Status};
 pub use protocol::Protocol;
 pub use protocol::plain::Plain;
 pub use stats::Stats;
+pub use timer::Timer;

@@ -5,8 +5,11 @@ use std::time::{Duration, Instant};
 /// Every deadline the client machine can hold. When several expire at the same instant
 /// they are handled in this order, so an unanswered heartbeat is judged before the next
 /// beat is sent.
+///
+/// Public so an application can ask which deadline the machine is waiting on
+/// ([`Client::next_timeout`](crate::Client::next_timeout)), when debugging a stuck session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Timer {
+pub enum Timer {
     /// The pending open must complete by then.
     Connect,
     /// The server's hello must arrive by then.

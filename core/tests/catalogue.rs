@@ -61,26 +61,6 @@ fn close_cause(code: u16) -> CloseCause {
     CloseCause::Frame(CloseFrame::new(code, ""))
 }
 
-/// A plain client, ready on conn 1.
-fn ready_plain() -> Sim<tether_core::Plain> {
-    let mut sim = Sim::plain();
-    sim.connect().unwrap();
-    sim.opened(1);
-    sim.take();
-    sim
-}
-
-/// A hello-protocol client, ready on conn 1 with a session to resume.
-fn ready_hello() -> Sim<support::hello_profile::HelloProfile> {
-    let mut sim = Sim::hello();
-    sim.connect().unwrap();
-    sim.opened(1);
-    sim.text(1, "hello");
-    sim.text(1, "ready");
-    sim.take();
-    sim
-}
-
 #[test]
 fn f01_overlapping_connects() {
     let mut sim = Sim::plain();
@@ -123,7 +103,7 @@ fn f01_superseded_attempt_failing_late_changes_nothing() {
 
 #[test]
 fn f02_stale_inputs() {
-    let mut sim = ready_plain();
+    let mut sim = Sim::ready_plain();
     // Conn 1 goes away; conn 2 takes over.
     sim.peer_closes(1, 1001);
     sim.elapse(secs(1));
@@ -253,7 +233,7 @@ fn f03_gives_up_after_max_attempts() {
 
 #[test]
 fn f04_current_close_reconnects_once() {
-    let mut sim = ready_plain();
+    let mut sim = Sim::ready_plain();
     sim.elapse(secs(20));
     sim.peer_closes(1, 1001);
     let closed = Reason::Closed(close_cause(1001));
@@ -283,7 +263,7 @@ fn f04_current_close_reconnects_once() {
 
 #[test]
 fn f04_unstable_ready_connection_counts_as_a_failure() {
-    let mut sim = ready_plain();
+    let mut sim = Sim::ready_plain();
     sim.elapse(secs(3));
     sim.peer_closes(1, 1011);
     let closed = Reason::Closed(close_cause(1011));
@@ -327,7 +307,7 @@ fn f04_first_retry_is_jittered_within_the_window() {
 
 #[test]
 fn f04_fatal_close_stops() {
-    let mut sim = ready_hello();
+    let mut sim = Sim::ready_hello();
     sim.peer_closes(1, 4004);
     let cause = close_cause(4004);
     assert_eq!(
@@ -346,7 +326,7 @@ fn f04_fatal_close_stops() {
 
 #[test]
 fn f05_shutdown() {
-    let mut sim = ready_plain();
+    let mut sim = Sim::ready_plain();
     sim.send(Frame::text("a")).unwrap();
     assert_eq!(sim.take(), [send_text(1, "a")]);
 
@@ -386,7 +366,7 @@ fn f05_shutdown() {
 
 #[test]
 fn f05_shutdown_completes_when_the_socket_closes() {
-    let mut sim = ready_plain();
+    let mut sim = Sim::ready_plain();
     sim.shutdown();
     sim.take();
     sim.peer_closes(1, 1000);
@@ -453,7 +433,7 @@ fn f06_no_heartbeat_where_the_peer_does_not_support_it() {
 
 #[test]
 fn f07_forced_fresh_reconnect() {
-    let mut sim = ready_hello();
+    let mut sim = Sim::ready_hello();
     assert!(sim.client.profile().session.is_some());
 
     sim.reconnect(FRESH).unwrap();
@@ -492,7 +472,7 @@ fn f07_forced_fresh_reconnect() {
 
 #[test]
 fn f07_fresh_reconnect_waits_for_drain_timeout_and_abort() {
-    let mut sim = ready_hello();
+    let mut sim = Sim::ready_hello();
     sim.reconnect(FRESH).unwrap();
     sim.take();
     sim.elapse(secs(2));
@@ -504,7 +484,7 @@ fn f07_fresh_reconnect_waits_for_drain_timeout_and_abort() {
 
 #[test]
 fn f08_drain_timeout_abandons() {
-    let mut sim = ready_plain();
+    let mut sim = Sim::ready_plain();
     sim.reconnect(RESUME).unwrap();
     assert_eq!(
         sim.take(),
@@ -542,7 +522,7 @@ fn f08_drain_timeout_abandons() {
 
 #[test]
 fn f09_shutdown_during_drain() {
-    let mut sim = ready_plain();
+    let mut sim = Sim::ready_plain();
     sim.reconnect(RESUME).unwrap();
     sim.take();
     sim.shutdown();
@@ -554,7 +534,7 @@ fn f09_shutdown_during_drain() {
 
 #[test]
 fn f09_shutdown_during_drain_that_never_closes() {
-    let mut sim = ready_plain();
+    let mut sim = Sim::ready_plain();
     sim.reconnect(FRESH).unwrap();
     sim.shutdown();
     sim.take();
@@ -567,7 +547,7 @@ fn f09_shutdown_during_drain_that_never_closes() {
 
 #[test]
 fn f10_reconnects_coalesce() {
-    let mut sim = ready_hello();
+    let mut sim = Sim::ready_hello();
     sim.reconnect(RESUME).unwrap();
     assert_eq!(
         sim.take(),
@@ -604,7 +584,7 @@ fn f10_reconnects_coalesce() {
 
 #[test]
 fn f10_fresh_request_during_a_resume_handshake_replaces_it() {
-    let mut sim = ready_hello();
+    let mut sim = Sim::ready_hello();
     sim.peer_closes(1, 4000);
     sim.elapse(secs(1));
     sim.opened(2);
@@ -681,7 +661,7 @@ fn f11_phase_deadlines() {
 
 #[test]
 fn f11_stalled_resume_is_recycled_resuming() {
-    let mut sim = ready_hello();
+    let mut sim = Sim::ready_hello();
     sim.peer_closes(1, 1001);
     sim.elapse(secs(1));
     sim.opened(2);
@@ -710,6 +690,10 @@ fn f12_zombie_connection() {
     sim.opened(1);
     sim.take();
     // The first beat falls within the first interval, not at its end.
+    assert_eq!(
+        sim.client.next_timeout().unwrap().0,
+        tether_core::Timer::Heartbeat
+    );
     let first = sim.client.poll_timeout().unwrap() - sim.now;
     assert!(first < secs(10), "{first:?}");
     first_beat(&mut sim);
@@ -785,7 +769,7 @@ fn f12_late_tick_then_silence_is_a_zombie() {
 
 #[test]
 fn f12_heartbeat_request_is_answered_at_once() {
-    let mut sim = ready_hello();
+    let mut sim = Sim::ready_hello();
     let interval = "hello:10000";
     sim.peer_closes(1, 4000);
     sim.elapse(secs(1));

@@ -266,12 +266,7 @@ fn server_reconnect_request_resumes_at_once() {
 
 #[test]
 fn invalid_session_not_resumable_starts_fresh_after_a_wait() {
-    let mut sim = Sim::hello();
-    sim.connect().unwrap();
-    sim.opened(1);
-    sim.text(1, "hello");
-    sim.text(1, "ready");
-    sim.take();
+    let mut sim = Sim::ready_hello();
     sim.text(1, "invalid:false");
     assert_eq!(sim.client.profile().session, None);
     assert_eq!(sim.take()[0], close(1, 1000, "bye"));
@@ -302,12 +297,7 @@ fn close_code_classified_fresh_clears_the_session() {
 
 #[test]
 fn duplicate_ready_and_hello_change_nothing() {
-    let mut sim = Sim::hello();
-    sim.connect().unwrap();
-    sim.opened(1);
-    sim.text(1, "hello");
-    sim.text(1, "ready");
-    sim.take();
+    let mut sim = Sim::ready_hello();
     sim.text(1, "hello");
     sim.text(1, "resumed");
     sim.assert_quiet();

@@ -290,6 +290,11 @@ impl<P: Protocol> Client<P> {
         self.timers.next().map(|(_, at)| at)
     }
 
+    /// The next deadline and which timer set it: what the machine is waiting for.
+    pub fn next_timeout(&self) -> Option<(Timer, Instant)> {
+        self.timers.next()
+    }
+
     // ---- internals shared by the handlers
 
     /// Time only moves forward: an earlier `now` than one already seen is taken as that one.

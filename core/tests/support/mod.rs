@@ -89,6 +89,15 @@ impl Sim<Plain> {
         Self::new(test_config().build().unwrap(), plain_quiet())
     }
 
+    /// A plain client (no heartbeat) ready on conn 1; output taken.
+    pub fn ready_plain() -> Self {
+        let mut sim = Self::plain();
+        sim.connect().unwrap();
+        sim.opened(1);
+        sim.take();
+        sim
+    }
+
     /// A plain client with the test settings, beating every 10 s.
     pub fn beating() -> Self {
         Self::new(test_config().build().unwrap(), plain_beating())
@@ -102,6 +111,17 @@ impl Sim<hello_profile::HelloProfile> {
             test_config().build().unwrap(),
             hello_profile::HelloProfile::default(),
         )
+    }
+
+    /// A hello-protocol client, ready on conn 1 with a session to resume; output taken.
+    pub fn ready_hello() -> Self {
+        let mut sim = Self::hello();
+        sim.connect().unwrap();
+        sim.opened(1);
+        sim.text(1, "hello");
+        sim.text(1, "ready");
+        sim.take();
+        sim
     }
 }
 
