@@ -60,6 +60,7 @@ impl Driver {
                         self.ms()
                     );
                 }
+                Command::RequestStart { conn } => answers.push(Input::StartGranted { conn }),
                 Command::Abort { conn } => {
                     self.peer.open.remove(&conn);
                     answers.push(Input::Closed {
@@ -97,7 +98,8 @@ impl Driver {
             Event::Returned { id, reason, .. } => {
                 format!("send #{} handed back: {reason:?}", id.get())
             }
-            Event::Malformed { conn, error } => format!("malformed on {conn}: {}", error.reason),
+            Event::ProtocolError { conn, error } => format!("protocol error on {conn}: {error}"),
+            Event::Response { id, outcome } => format!("{id}: {outcome:?}"),
             Event::Stopped { reason } => format!("stopped: {reason}"),
         };
         println!("{:>7} ms  {line}", self.ms());

@@ -31,6 +31,13 @@ pub enum Command {
         /// The close frame to send.
         frame: CloseFrame,
     },
+    /// Ask the session start gate for permission to start a new session on `conn` (for
+    /// identify budgets and spacing across shards); answer with `StartGranted(conn)`.
+    /// Emitted only when the gate is configured.
+    RequestStart {
+        /// The generation that waits.
+        conn: ConnId,
+    },
     /// Drop the transport of `conn` at once (or give up its pending open), then report
     /// `Closed(conn)` (or `OpenFailed(conn)`).
     Abort {
@@ -46,6 +53,7 @@ impl Command {
             Self::Open { conn, .. }
             | Self::Send { conn, .. }
             | Self::Close { conn, .. }
+            | Self::RequestStart { conn }
             | Self::Abort { conn } => *conn,
         }
     }

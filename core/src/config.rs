@@ -39,6 +39,10 @@ pub struct Config {
     pub(crate) queue_max_frames: usize,
     pub(crate) queue_max_bytes: usize,
     pub(crate) overflow: OverflowPolicy,
+    pub(crate) start_gate: bool,
+    pub(crate) start_gate_timeout: Duration,
+    pub(crate) max_pending_requests: usize,
+    pub(crate) requests_wait_for_ready: bool,
     pub(crate) seed: u64,
 }
 
@@ -70,7 +74,8 @@ impl Config {
 /// 1 s doubling to 60 s with full jitter and no attempt limit, reset after 30 s of stable
 /// ready; first retry after a ready connection drops within a 1 s window; retry hints
 /// honoured up to 5 min; HTTP 401 and 403 stop; heartbeat ack timeout equal to the
-/// interval; late tick threshold 1 s; queue of 1024 frames and 1 MiB, refusing overflow.
+/// interval; late tick threshold 1 s; queue of 1024 frames and 1 MiB, refusing overflow;
+/// no start gate (10 min to grant when enabled); 1024 pending requests, which wait for ready.
 #[derive(Debug, Clone)]
 pub struct ConfigBuilder {
     config: Config,
@@ -99,6 +104,10 @@ impl Default for ConfigBuilder {
                 queue_max_frames: 1024,
                 queue_max_bytes: 1 << 20,
                 overflow: OverflowPolicy::Refuse,
+                start_gate: false,
+                start_gate_timeout: Duration::from_secs(600),
+                max_pending_requests: 1024,
+                requests_wait_for_ready: true,
                 // Distinct per client so a fleet never shares one jitter sequence; tests and
                 // replays pass an explicit seed. This draws entropy, it reads no clock.
                 seed: fastrand::u64(..),
@@ -166,6 +175,16 @@ impl ConfigBuilder {
         queue_max_bytes: usize;
         /// What happens to a send over a queue bound.
         overflow: OverflowPolicy;
+        /// Ask permission (`Command::RequestStart`) before every fresh handshake, and wait
+        /// for `Input::StartGranted`.
+        start_gate: bool;
+        /// How long a start may wait for its grant before the connection is recycled.
+        start_gate_timeout: Duration;
+        /// The most requests waiting for an outcome at once.
+        max_pending_requests: usize;
+        /// Whether requests made before ready wait in the queue (`true`) or are refused at
+        /// once.
+        requests_wait_for_ready: bool;
         /// The seed of the jitter generator: equal seeds give equal delays.
         seed: u64;
     }
@@ -184,6 +203,7 @@ impl ConfigBuilder {
             ("stable_after", c.stable_after),
             ("retry_after_max", c.retry_after_max),
             ("late_tick", c.late_tick),
+            ("start_gate_timeout", c.start_gate_timeout),
         ];
         for (field, value) in positive {
             if value.is_zero() {
@@ -220,6 +240,11 @@ impl ConfigBuilder {
         if c.queue_max_frames == 0 {
             return Err(ConfigError::Zero {
                 field: "queue_max_frames",
+            });
+        }
+        if c.max_pending_requests == 0 {
+            return Err(ConfigError::Zero {
+                field: "max_pending_requests",
             });
         }
         if c.queue_max_bytes == 0 {

@@ -106,3 +106,40 @@ impl fmt::Display for SendErrorKind {
         })
     }
 }
+
+/// Why a request was refused. Nothing was registered: no outcome event will follow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("request refused: {kind}")]
+pub struct RequestError {
+    /// Why.
+    pub kind: RequestErrorKind,
+    /// The encoded request, when it was refused after encoding (queue full or too large).
+    pub frame: Option<Frame>,
+}
+
+/// The reasons a request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestErrorKind {
+    /// The client was shut down or stopped.
+    Stopped,
+    /// Not ready, and requests are configured to fail rather than wait.
+    NotReady,
+    /// `max_pending_requests` requests already wait for an outcome.
+    TooMany,
+    /// The outbound queue is full.
+    QueueFull,
+    /// The request alone is larger than the queue's byte bound.
+    TooLarge,
+}
+
+impl fmt::Display for RequestErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Stopped => "the client is stopped or shutting down",
+            Self::NotReady => "no ready connection",
+            Self::TooMany => "too many requests pending",
+            Self::QueueFull => "the outbound queue is full",
+            Self::TooLarge => "the request exceeds the outbound queue's byte bound",
+        })
+    }
+}

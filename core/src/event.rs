@@ -68,8 +68,10 @@ pub enum Reason {
     ProbeFailed,
     /// The socket opened.
     Opened,
-    /// The server's hello arrived; the handshake was written.
-    Hello,
+    /// The handshake was written (on open, or after the server's hello).
+    HandshakeSent,
+    /// A fresh session waits for the start gate's grant.
+    StartRequested,
     /// The socket could not be opened.
     OpenFailed(OpenError),
     /// The socket did not open within the connect timeout.
@@ -94,6 +96,12 @@ pub enum Reason {
     },
     /// A heartbeat fell due while the previous one was unacknowledged.
     Zombie,
+    /// Nothing arrived within the profile's silence bound (missed server ticks).
+    Silent,
+    /// The peer broke the protocol in a way the connection cannot survive.
+    ProtocolError(ProtocolError),
+    /// The session start gate did not grant the start in time.
+    StartTimeout,
     /// The socket being left finished closing.
     Drained,
     /// The socket being left did not close in time and was aborted.
@@ -116,7 +124,8 @@ impl fmt::Display for Reason {
             Self::UserShutdown => f.write_str("shutdown requested"),
             Self::ProbeFailed => f.write_str("probe unanswered"),
             Self::Opened => f.write_str("socket opened"),
-            Self::Hello => f.write_str("hello received"),
+            Self::HandshakeSent => f.write_str("handshake sent"),
+            Self::StartRequested => f.write_str("waiting for the session start gate"),
             Self::OpenFailed(e) => write!(f, "open failed: {e}"),
             Self::ConnectTimeout => f.write_str("connect timeout"),
             Self::HelloTimeout => f.write_str("hello timeout"),
@@ -129,6 +138,9 @@ impl fmt::Display for Reason {
                 write!(f, "invalid session (resumable: {resumable})")
             }
             Self::Zombie => f.write_str("zombie connection: heartbeat unacknowledged"),
+            Self::Silent => f.write_str("zombie connection: peer silent"),
+            Self::ProtocolError(e) => write!(f, "protocol error: {e}"),
+            Self::StartTimeout => f.write_str("session start not granted in time"),
             Self::Drained => f.write_str("old socket closed"),
             Self::DrainTimeout => f.write_str("drain timeout: aborted"),
             Self::Abandoned => f.write_str("aborted socket abandoned"),
@@ -203,30 +215,100 @@ pub enum ReturnReason {
     Expired,
     /// The queue was full and the policy drops the oldest frame to make room.
     Overflow,
+    /// A newer send with the same coalescing key took its place.
+    Replaced,
 }
 
-/// A frame the profile could not make sense of. Counted in
-/// [`Stats::malformed_frames`](crate::Stats::malformed_frames) and reported; never a panic.
+/// A frame the profile could not accept: malformed JSON, an unknown opcode, a missing
+/// field, a sequence going backwards. Counted in
+/// [`Stats::protocol_errors`](crate::Stats::protocol_errors) and reported; never a panic.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Malformed {
-    /// What was wrong with it.
+pub struct ProtocolError {
+    /// What was wrong.
     pub reason: Cow<'static, str>,
+    /// Whether the connection cannot carry on: the machine then recycles it (resuming).
+    pub fatal: bool,
 }
 
-impl Malformed {
-    /// A malformed-frame report.
+impl ProtocolError {
+    /// An error the connection survives.
     pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
         Self {
             reason: reason.into(),
+            fatal: false,
+        }
+    }
+
+    /// An error that ends the connection.
+    pub fn fatal(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            reason: reason.into(),
+            fatal: true,
         }
     }
 }
 
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Identifies one request, from [`Client::request`](crate::Client::request) to its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub(crate) u64);
+
+impl RequestId {
+    /// Builds an id from its number, for profiles decoding a response.
+    pub const fn new(n: u64) -> Self {
+        Self(n)
+    }
+
+    /// The number of this request; strictly increasing per machine, from 1.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "req#{}", self.0)
+    }
+}
+
+/// An error the peer answered a request with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteError {
+    /// The peer's error code, as text.
+    pub code: String,
+    /// The peer's message.
+    pub message: String,
+}
+
+/// How a request ended. Every request has exactly one outcome (I6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<R> {
+    /// The peer answered on the connection that carried the request.
+    Response(R),
+    /// The peer answered with an error.
+    Remote(RemoteError),
+    /// It never left the queue before its connection ended: safe to retry.
+    NotSent,
+    /// It was written, then its connection ended before an answer: it may or may not have
+    /// taken effect; the application decides.
+    Unknown,
+    /// No answer within its timeout.
+    TimedOut,
+    /// The client stopped first.
+    Stopped,
+}
+
 /// Something the application should know, in the order it happened.
 ///
-/// `M` is the profile's message type ([`Protocol::Message`](crate::Protocol::Message)).
+/// `M` is the profile's message type ([`Protocol::Message`](crate::Protocol::Message)), `R`
+/// its response type ([`Protocol::Response`](crate::Protocol::Response)).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event<M> {
+pub enum Event<M, R = std::convert::Infallible> {
     /// The machine changed state.
     Transition(Transition),
     /// A socket is being opened.
@@ -278,12 +360,19 @@ pub enum Event<M> {
         /// Why it was not sent.
         reason: ReturnReason,
     },
-    /// A frame on the current connection could not be understood by the profile.
-    Malformed {
+    /// A frame on the current connection broke the protocol.
+    ProtocolError {
         /// The generation it arrived on.
         conn: ConnId,
         /// What was wrong.
-        error: Malformed,
+        error: ProtocolError,
+    },
+    /// A request ended.
+    Response {
+        /// The id `request` returned.
+        id: RequestId,
+        /// How it ended.
+        outcome: Outcome<R>,
     },
     /// The machine stopped for good. Nothing follows this event.
     Stopped {

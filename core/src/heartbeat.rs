@@ -1,16 +1,21 @@
-//! Heartbeat bookkeeping for the current connection: when to beat, when to judge.
+//! Liveness of the current connection: when to beat, when to judge the peer.
 
 use std::time::{Duration, Instant};
 
+use crate::protocol::Liveness;
 use crate::timer::{DeadlineTable, Timer, after};
 
-/// Tracks the heartbeat of one connection. The frames come from the profile; this only
+/// The shortest heartbeat interval the machine accepts from a peer, so a bad hello cannot
+/// turn heartbeats into a busy loop.
+const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Tracks the liveness of one connection. The frames come from the profile; this only
 /// keeps time. Its deadlines live in the machine's table, so leaving a connection clears
 /// them with the rest.
 #[derive(Debug, Clone)]
 pub(crate) struct Heartbeat {
     ack_timeout: Option<Duration>,
-    interval: Option<Duration>,
+    liveness: Liveness,
     last_beat_at: Option<Instant>,
     awaiting_ack: bool,
     probing: bool,
@@ -29,36 +34,51 @@ impl Heartbeat {
     pub(crate) fn new(ack_timeout: Option<Duration>) -> Self {
         Self {
             ack_timeout,
-            interval: None,
+            liveness: Liveness::default(),
             last_beat_at: None,
             awaiting_ack: false,
             probing: false,
         }
     }
 
-    /// Starts beating at `interval`; the first beat falls at a random point of the first
-    /// interval, so clients that connect together do not beat together.
-    pub(crate) fn start(
+    /// Takes the profile's current view of liveness. A new heartbeat interval (re)starts the
+    /// beats, the first at a random point of the first interval so that clients that
+    /// connect together do not beat together; a silence bound starts counting now.
+    pub(crate) fn update(
         &mut self,
-        interval: Duration,
+        liveness: Liveness,
         now: Instant,
         rng: &mut fastrand::Rng,
         timers: &mut DeadlineTable,
     ) {
-        self.reset();
-        self.interval = Some(interval);
-        let first = interval.mul_f64(rng.f64());
-        timers.set(Timer::Heartbeat, after(now, first));
+        let interval = liveness
+            .heartbeat_interval
+            .map(|d| d.max(MIN_HEARTBEAT_INTERVAL));
+        if interval.is_some() && interval != self.liveness.heartbeat_interval {
+            self.awaiting_ack = false;
+            self.probing = false;
+            timers.stop(Timer::HeartbeatAck);
+            if let Some(interval) = interval {
+                timers.set(Timer::Heartbeat, after(now, interval.mul_f64(rng.f64())));
+            }
+        }
+        self.liveness = Liveness {
+            heartbeat_interval: interval.or(self.liveness.heartbeat_interval),
+            ..liveness
+        };
+        if let Some(silence) = self.liveness.silence_timeout {
+            timers.set(Timer::Silence, after(now, silence));
+        }
     }
 
-    /// Forgets the connection's heartbeat (its deadlines are cleared with the connection's).
+    /// Forgets the connection's liveness (its deadlines are cleared with the connection's).
     pub(crate) fn reset(&mut self) {
         *self = Self::new(self.ack_timeout);
     }
 
     /// Whether beats are running on this connection.
     pub(crate) fn is_running(&self) -> bool {
-        self.interval.is_some()
+        self.liveness.heartbeat_interval.is_some()
     }
 
     /// Whether the outstanding beat was a probe the application asked for.
@@ -75,7 +95,7 @@ impl Heartbeat {
     /// A beat went out at `now`. An earlier ack deadline is kept: beating again never
     /// postpones the judgement of an outstanding beat.
     pub(crate) fn sent(&mut self, now: Instant, probe: bool, timers: &mut DeadlineTable) {
-        let Some(interval) = self.interval else {
+        let Some(interval) = self.liveness.heartbeat_interval else {
             return;
         };
         self.last_beat_at = Some(now);
@@ -87,6 +107,18 @@ impl Heartbeat {
             .map_or(judge_at, |at| at.min(judge_at));
         timers.set(Timer::HeartbeatAck, judge_at);
         timers.set(Timer::Heartbeat, after(now, interval));
+    }
+
+    /// A frame arrived: the peer is not silent, and for lenient profiles that is an ack.
+    pub(crate) fn frame_arrived(
+        &mut self,
+        now: Instant,
+        timers: &mut DeadlineTable,
+    ) -> Option<Ack> {
+        if let Some(silence) = self.liveness.silence_timeout {
+            timers.set(Timer::Silence, after(now, silence));
+        }
+        (self.liveness.any_frame_is_ack && self.awaiting_ack).then(|| self.acked(now, timers))
     }
 
     /// The peer acknowledged.

@@ -32,6 +32,11 @@ pub enum Input {
         /// The frame.
         frame: Frame,
     },
+    /// The session start gate grants the start asked for by `RequestStart(conn)`.
+    StartGranted {
+        /// The generation the grant is for; a grant for an older one is stale.
+        conn: ConnId,
+    },
     /// The socket is gone, after a close handshake, an error or an abort.
     Closed {
         /// The generation that closed.
@@ -48,6 +53,7 @@ impl Input {
             Self::Opened { conn }
             | Self::OpenFailed { conn, .. }
             | Self::Frame { conn, .. }
+            | Self::StartGranted { conn }
             | Self::Closed { conn, .. } => *conn,
         }
     }

@@ -10,6 +10,7 @@
 //! - I4 every message surfaced came from the socket of the input being handled, and that
 //!   socket was the current one.
 //! - I5 `ConnId`s in `Open` strictly increase.
+//! - I6 every request made completes exactly once, and all have completed by `Stopped`.
 //! - I7 after `handle_timeout(t)`, `poll_timeout()` is later than `t` (or nothing waits).
 //! - I8 the outbound queue stays within its configured bounds.
 
@@ -20,7 +21,7 @@ use std::time::Instant;
 use crate::command::Command;
 use crate::config::Config;
 use crate::conn::ConnId;
-use crate::event::Event;
+use crate::event::{Event, RequestId};
 use crate::input::Input;
 use crate::lifecycle::Client;
 use crate::protocol::Protocol;
@@ -62,6 +63,8 @@ pub struct ClientChecker {
     carrying: BTreeSet<ConnId>,
     closing: BTreeSet<ConnId>,
     input_conn: Option<ConnId>,
+    requests_open: BTreeSet<RequestId>,
+    requests_done: BTreeSet<RequestId>,
 }
 
 /// The kinds of user call the checker needs to know about.
@@ -87,6 +90,8 @@ impl ClientChecker {
             carrying: BTreeSet::new(),
             closing: BTreeSet::new(),
             input_conn: None,
+            requests_open: BTreeSet::new(),
+            requests_done: BTreeSet::new(),
         }
     }
 
@@ -127,6 +132,14 @@ impl ClientChecker {
         if call == Call::Shutdown {
             self.shutdown_called = true;
         }
+    }
+
+    /// Records a request the machine accepted (`request` returned `Ok(id)`).
+    pub fn request_made(&mut self, id: RequestId) -> Result<(), Violation> {
+        if self.requests_done.contains(&id) || !self.requests_open.insert(id) {
+            return violation("I6", format!("{id} handed out twice"));
+        }
+        Ok(())
     }
 
     /// Checks one command in the order it was polled.
@@ -179,6 +192,14 @@ impl ClientChecker {
                     return violation("I1", format!("sockets closing: {:?}", self.closing));
                 }
             }
+            Command::RequestStart { conn } => {
+                if self.newest_open != Some(*conn) || !self.opened.contains(conn) {
+                    return violation(
+                        "I2",
+                        format!("RequestStart({conn}) for a socket that is not the open one"),
+                    );
+                }
+            }
             Command::Abort { conn } => {
                 // Abort drops the transport at once: the socket neither carries nor drains.
                 self.carrying.remove(conn);
@@ -190,12 +211,29 @@ impl ClientChecker {
     }
 
     /// Checks one event in the order it was polled.
-    pub fn event<M>(&mut self, event: &Event<M>) -> Result<(), Violation> {
+    pub fn event<M, R>(&mut self, event: &Event<M, R>) -> Result<(), Violation> {
         if self.stopped {
             return violation("I3", "an event after the Stopped event".to_owned());
         }
         match event {
-            Event::Stopped { .. } => self.stopped = true,
+            Event::Stopped { .. } => {
+                self.stopped = true;
+                if !self.requests_open.is_empty() {
+                    return violation(
+                        "I6",
+                        format!("stopped with {:?} never completed", self.requests_open),
+                    );
+                }
+            }
+            Event::Response { id, .. } => {
+                // An outcome may precede `request_made` only within the same call, when a
+                // request fails at once; it must still come once.
+                if self.requests_done.contains(id) {
+                    return violation("I6", format!("{id} completed twice"));
+                }
+                self.requests_open.remove(id);
+                self.requests_done.insert(*id);
+            }
             Event::Message { conn, .. } => {
                 let current = self.newest_open == Some(*conn)
                     && self.opened.contains(conn)
@@ -247,7 +285,7 @@ impl ClientChecker {
     pub fn drain<P: Protocol>(
         &mut self,
         client: &mut Client<P>,
-    ) -> Result<(Vec<Command>, Vec<Event<P::Message>>), Violation> {
+    ) -> Result<(Vec<Command>, Vec<Event<P::Message, P::Response>>), Violation> {
         let mut commands = Vec::new();
         while let Some(command) = client.poll_command() {
             self.command(&command)?;

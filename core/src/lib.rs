@@ -59,6 +59,8 @@ mod heartbeat;
 mod input;
 mod lifecycle;
 mod outbound;
+mod ratelimit;
+mod requests;
 mod stats;
 mod timer;
 
@@ -70,14 +72,15 @@ pub mod invariants;
 pub use command::{Command, Endpoint};
 pub use config::{Config, ConfigBuilder, OverflowPolicy, is_sendable_close_code};
 pub use conn::ConnId;
-pub use error::{CallError, ConfigError, SendError, SendErrorKind};
+pub use error::{CallError, ConfigError, RequestError, RequestErrorKind, SendError, SendErrorKind};
 pub use event::{
-    Event, Malformed, Phase, Reason, ReconnectMode, ReturnReason, SendId, StopReason, Transition,
+    Event, Outcome, Phase, ProtocolError, Reason, ReconnectMode, RemoteError, RequestId,
+    ReturnReason, SendId, StopReason, Transition,
 };
 pub use frame::{CloseFrame, Frame, Utf8Bytes};
 pub use input::{CloseCause, Input, OpenError, OpenErrorKind, TransportErrorKind};
-pub use lifecycle::{Client, Status};
-pub use protocol::Protocol;
+pub use lifecycle::{Client, SendOptions, Status};
 pub use protocol::plain::Plain;
+pub use protocol::{Liveness, Protocol, RateLimit};
 pub use stats::Stats;
 pub use timer::Timer;

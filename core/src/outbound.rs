@@ -1,19 +1,31 @@
-//! The outbound queue: application frames waiting for a ready connection.
+//! The outbound queue: application frames waiting for a ready connection or a rate-limit
+//! slot.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::config::{Config, OverflowPolicy};
 use crate::error::SendErrorKind;
-use crate::event::SendId;
+use crate::event::{RequestId, ReturnReason, SendId};
 use crate::frame::Frame;
 
-/// One application frame waiting to go out.
+/// What a queued frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Item {
+    /// An application send; handed back as `Returned` if it leaves unsent.
+    Send(SendId),
+    /// A request's frame; its outcome is the request table's business.
+    Request(RequestId),
+}
+
+/// One frame waiting to go out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Queued {
-    pub(crate) id: SendId,
+    pub(crate) item: Item,
     pub(crate) frame: Frame,
     pub(crate) expires_at: Option<Instant>,
+    pub(crate) key: Option<Cow<'static, str>>,
 }
 
 impl Queued {
@@ -24,7 +36,7 @@ impl Queued {
 
 /// A FIFO bounded in frames and in payload bytes. Nothing leaves it except by
 /// [`pop_sendable`](Self::pop_sendable) (to be written) or through the `returned` callback
-/// of each method (to be handed back to the application).
+/// of each method, with the reason (to be handed back to the application).
 #[derive(Debug, Clone)]
 pub(crate) struct OutboundQueue {
     items: VecDeque<Queued>,
@@ -57,16 +69,24 @@ impl OutboundQueue {
         self.items.is_empty()
     }
 
-    /// Admits `item`, or refuses it whole. Under [`OverflowPolicy::DropOldest`] the oldest
-    /// frames go to `returned` until the new one fits.
+    /// Admits `item`, or refuses it whole. A queued frame with the same coalescing key is
+    /// replaced. Under [`OverflowPolicy::DropOldest`] the oldest frames go to `returned`
+    /// until the new one fits.
     pub(crate) fn push(
         &mut self,
         item: Queued,
-        mut returned: impl FnMut(Queued),
+        mut returned: impl FnMut(Queued, ReturnReason),
     ) -> Result<(), (SendErrorKind, Queued)> {
         let len = item.frame.len();
         if len > self.max_bytes {
             return Err((SendErrorKind::TooLarge, item));
+        }
+        if let Some(key) = &item.key {
+            if let Some(at) = self.items.iter().position(|q| q.key.as_ref() == Some(key)) {
+                if let Some(old) = self.remove_at(at) {
+                    returned(old, ReturnReason::Replaced);
+                }
+            }
         }
         let fits = |q: &Self| q.items.len() < q.max_frames && q.bytes + len <= q.max_bytes;
         if !fits(self) {
@@ -74,8 +94,8 @@ impl OutboundQueue {
                 OverflowPolicy::Refuse => return Err((SendErrorKind::QueueFull, item)),
                 OverflowPolicy::DropOldest => {
                     while !fits(self) {
-                        match self.pop_front() {
-                            Some(old) => returned(old),
+                        match self.remove_at(0) {
+                            Some(old) => returned(old, ReturnReason::Overflow),
                             None => break,
                         }
                     }
@@ -91,11 +111,11 @@ impl OutboundQueue {
     pub(crate) fn pop_sendable(
         &mut self,
         now: Instant,
-        mut returned: impl FnMut(Queued),
+        mut returned: impl FnMut(Queued, ReturnReason),
     ) -> Option<Queued> {
-        while let Some(item) = self.pop_front() {
+        while let Some(item) = self.remove_at(0) {
             if item.is_expired(now) {
-                returned(item);
+                returned(item, ReturnReason::Expired);
             } else {
                 return Some(item);
             }
@@ -104,27 +124,32 @@ impl OutboundQueue {
     }
 
     /// Hands every expired frame to `returned`, keeping the others in order.
-    pub(crate) fn expire(&mut self, now: Instant, mut returned: impl FnMut(Queued)) {
-        if !self.items.iter().any(|q| q.is_expired(now)) {
-            return;
-        }
-        let mut kept = VecDeque::with_capacity(self.items.len());
-        for item in self.items.drain(..) {
-            if item.is_expired(now) {
-                self.bytes -= item.frame.len();
-                returned(item);
-            } else {
-                kept.push_back(item);
+    pub(crate) fn expire(&mut self, now: Instant, mut returned: impl FnMut(Queued, ReturnReason)) {
+        while let Some(at) = self.items.iter().position(|q| q.is_expired(now)) {
+            if let Some(item) = self.remove_at(at) {
+                returned(item, ReturnReason::Expired);
             }
         }
-        self.items = kept;
+    }
+
+    /// Takes out the frame of request `id`, if it is still queued.
+    pub(crate) fn remove_request(&mut self, id: RequestId) {
+        if let Some(at) = self.items.iter().position(|q| q.item == Item::Request(id)) {
+            self.remove_at(at);
+        }
+    }
+
+    /// Takes out every request frame, keeping the sends in order.
+    pub(crate) fn remove_requests(&mut self) {
+        self.items.retain(|q| matches!(q.item, Item::Send(_)));
+        self.bytes = self.items.iter().map(|q| q.frame.len()).sum();
     }
 
     /// Hands every frame to `returned`, oldest first.
-    pub(crate) fn drain(&mut self, mut returned: impl FnMut(Queued)) {
+    pub(crate) fn drain(&mut self, mut returned: impl FnMut(Queued, ReturnReason)) {
         self.bytes = 0;
         for item in self.items.drain(..) {
-            returned(item);
+            returned(item, ReturnReason::Stopped);
         }
     }
 
@@ -133,8 +158,8 @@ impl OutboundQueue {
         self.items.iter().filter_map(|q| q.expires_at).min()
     }
 
-    fn pop_front(&mut self) -> Option<Queued> {
-        let item = self.items.pop_front()?;
+    fn remove_at(&mut self, at: usize) -> Option<Queued> {
+        let item = self.items.remove(at)?;
         self.bytes -= item.frame.len();
         Some(item)
     }

@@ -33,8 +33,14 @@ pub struct Stats {
     pub frames_sent: u64,
     /// Application frames handed back unsent (expired, overflow, stopped).
     pub frames_returned: u64,
-    /// Frames the profile could not read.
-    pub malformed_frames: u64,
+    /// Frames that broke the protocol (malformed, unknown, out of sequence).
+    pub protocol_errors: u64,
+    /// Requests made.
+    pub requests: u64,
+    /// Responses dropped: unknown or finished requests, or from another connection.
+    pub stray_responses: u64,
+    /// Frames that waited for a rate-limit slot.
+    pub rate_limited: u64,
     /// Acknowledgements that matched no outstanding heartbeat.
     pub unexpected_acks: u64,
     /// The round trip of the last acknowledged heartbeat.

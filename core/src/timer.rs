@@ -14,12 +14,18 @@ pub enum Timer {
     Connect,
     /// The server's hello must arrive by then.
     Hello,
+    /// The session start gate must grant the start by then.
+    StartGate,
     /// The handshake must complete by then.
     Ready,
+    /// Some frame must arrive by then, for profiles whose peers tick.
+    Silence,
     /// The outstanding heartbeat must be acknowledged by then.
     HeartbeatAck,
     /// The next heartbeat is due.
     Heartbeat,
+    /// The rate limit frees a slot for the next queued frame.
+    RateLimit,
     /// The socket being left must close by then, or it is aborted.
     Drain,
     /// The aborted socket must report closed by then, or it is abandoned.
@@ -28,32 +34,41 @@ pub enum Timer {
     Backoff,
     /// The earliest time to live in the outbound queue runs out.
     SendExpiry,
+    /// The earliest request timeout runs out.
+    Request,
 }
 
 impl Timer {
     /// Every timer, in the order expiries are handled.
-    pub(crate) const VALUES: [Self; 9] = [
+    pub(crate) const VALUES: [Self; 13] = [
         Self::Connect,
         Self::Hello,
+        Self::StartGate,
         Self::Ready,
+        Self::Silence,
         Self::HeartbeatAck,
         Self::Heartbeat,
+        Self::RateLimit,
         Self::Drain,
         Self::AbortGrace,
         Self::Backoff,
         Self::SendExpiry,
+        Self::Request,
     ];
 
     /// The table is sized from the enum, never by hand.
     const COUNT: usize = Self::VALUES.len();
 
     /// The timers that belong to one socket: all of them end with it.
-    pub(crate) const CONNECTION: [Self; 7] = [
+    pub(crate) const CONNECTION: [Self; 10] = [
         Self::Connect,
         Self::Hello,
+        Self::StartGate,
         Self::Ready,
+        Self::Silence,
         Self::HeartbeatAck,
         Self::Heartbeat,
+        Self::RateLimit,
         Self::Drain,
         Self::AbortGrace,
     ];

@@ -104,7 +104,7 @@ fn i4_message_from_another_socket() {
         conn: c(1),
         frame: Frame::text("old"),
     });
-    let message = Event::Message {
+    let message = Event::<Frame>::Message {
         conn: c(1),
         message: Frame::text("old"),
     };

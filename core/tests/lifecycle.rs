@@ -9,7 +9,8 @@ use std::time::Duration;
 use support::hello_profile::HelloProfile;
 use support::*;
 use tether_core::{
-    CallError, CloseCause, Event, Frame, Malformed, Phase, Reason, Status, StopReason, Transition,
+    CallError, CloseCause, Event, Frame, Phase, ProtocolError, Reason, Status, StopReason,
+    Transition,
 };
 
 type E = Event<Frame>;
@@ -41,7 +42,7 @@ fn every_transition_is_an_event_with_its_reason() {
         [
             (Idle, Connecting, Reason::UserConnect),
             (Connecting, Handshaking, Reason::Opened),
-            (Handshaking, Handshaking, Reason::Hello),
+            (Handshaking, Handshaking, Reason::HandshakeSent),
             (Handshaking, Ready, Reason::Ready { resumed: false }),
             (Ready, Draining, Reason::UserReconnect(RESUME)),
             (Draining, Draining, Reason::DrainTimeout),
@@ -198,7 +199,7 @@ fn time_going_backwards_is_ignored() {
 }
 
 #[test]
-fn malformed_frames_are_counted_and_reported() {
+fn protocol_errors_are_counted_and_reported() {
     let mut sim = Sim::hello();
     sim.connect().unwrap();
     sim.opened(1);
@@ -208,17 +209,17 @@ fn malformed_frames_are_counted_and_reported() {
     assert_eq!(
         sim.take(),
         [
-            ev(E::Malformed {
+            ev(E::ProtocolError {
                 conn: c(1),
-                error: Malformed::new("not a frame of this protocol")
+                error: ProtocolError::new("not a frame of this protocol")
             }),
-            ev(E::Malformed {
+            ev(E::ProtocolError {
                 conn: c(1),
-                error: Malformed::new("bad hello")
+                error: ProtocolError::new("bad hello")
             })
         ]
     );
-    assert_eq!(sim.client.stats().malformed_frames, 2);
+    assert_eq!(sim.client.stats().protocol_errors, 2);
     assert_eq!(sim.client.state().phase, Phase::Handshaking);
 }
 

@@ -85,6 +85,7 @@ fn net() -> impl Strategy<Value = Net> {
 fn resolve<P: Protocol>(sim: &Sim<P>, conn: &Conn) -> tether_core::ConnId
 where
     P::Message: std::fmt::Debug + Clone,
+    P::Response: std::fmt::Debug + Clone,
 {
     let newest = sim.newest_conn();
     let n = match conn {
@@ -96,7 +97,7 @@ where
     c(n)
 }
 
-const HELLO_TEXTS: [&str; 12] = [
+const HELLO_TEXTS: [&str; 13] = [
     "hello",
     "hello:700",
     "ready",
@@ -109,11 +110,12 @@ const HELLO_TEXTS: [&str; 12] = [
     "bad",
     "hello:x",
     "a message",
+    "broken",
 ];
 
 fn frame(selector: u8) -> Frame {
     match selector % 16 {
-        0..=11 => Frame::text(HELLO_TEXTS[usize::from(selector % 12)]),
+        0..=11 => Frame::text(HELLO_TEXTS[usize::from(selector % 13)]),
         12 => Frame::binary(vec![selector; usize::from(selector)]),
         13 => Frame::Ping(bytes::Bytes::from_static(b"peer")),
         // Pongs with low counters: some match the outstanding beat, most do not.
@@ -156,6 +158,7 @@ fn close_cause(kind: u8) -> CloseCause {
 fn run<P: Protocol>(mut sim: Sim<P>, ops: Vec<Op>)
 where
     P::Message: std::fmt::Debug + Clone,
+    P::Response: std::fmt::Debug + Clone,
 {
     for op in ops {
         match op {

@@ -1,25 +1,28 @@
 //! The client lifecycle machine.
 
+mod calls;
 mod state;
+mod traffic;
 mod transitions;
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::command::Command;
 use crate::config::Config;
 use crate::conn::{ConnId, ConnIds};
-use crate::error::{CallError, SendError, SendErrorKind};
-use crate::event::{Event, Phase, Reason, ReconnectMode, ReturnReason, SendId, StopReason};
-use crate::frame::Frame;
+use crate::event::{Event, Phase, Reason, StopReason};
 use crate::heartbeat::Heartbeat;
 use crate::input::Input;
-use crate::outbound::{OutboundQueue, Queued};
-use crate::protocol::{Inbound, Protocol};
+use crate::outbound::OutboundQueue;
+use crate::protocol::Protocol;
+use crate::ratelimit::RateLimiter;
+use crate::requests::Requests;
 use crate::stats::Stats;
 use crate::timer::{DeadlineTable, Timer};
 
+pub use calls::SendOptions;
 use state::State;
 use transitions::Trigger;
 
@@ -60,7 +63,8 @@ pub struct Status {
 ///   [`handle_timeout`](Self::handle_timeout) once [`poll_timeout`](Self::poll_timeout) has
 ///   passed;
 /// - **calls** of the application: [`connect`](Self::connect), [`send`](Self::send),
-///   [`reconnect`](Self::reconnect), [`probe`](Self::probe), [`shutdown`](Self::shutdown);
+///   [`request`](Self::request), [`reconnect`](Self::reconnect), [`probe`](Self::probe),
+///   [`shutdown`](Self::shutdown);
 /// - **pollers** of what to do next: [`poll_command`](Self::poll_command) (socket work for
 ///   the adapter), [`poll_event`](Self::poll_event) (news for the application),
 ///   [`poll_timeout`](Self::poll_timeout) (when to call `handle_timeout`);
@@ -82,8 +86,10 @@ pub struct Client<P: Protocol> {
     heartbeat: Heartbeat,
     backoff: Backoff,
     outbound: OutboundQueue,
+    limiter: RateLimiter,
+    requests: Requests,
     commands: VecDeque<Command>,
-    events: VecDeque<Event<P::Message>>,
+    events: VecDeque<Event<P::Message, P::Response>>,
     stats: Stats,
     rng: fastrand::Rng,
     now: Option<Instant>,
@@ -106,6 +112,8 @@ impl<P: Protocol> Client<P> {
             attempt: 0,
             ids: ConnIds::new(),
             timers: DeadlineTable::default(),
+            limiter: RateLimiter::default(),
+            requests: Requests::default(),
             commands: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -150,6 +158,11 @@ impl<P: Protocol> Client<P> {
         (self.outbound.len(), self.outbound.bytes())
     }
 
+    /// Requests waiting for their outcome (never more than `max_pending_requests`).
+    pub fn pending_requests(&self) -> usize {
+        self.requests.len()
+    }
+
     // ---- handlers
 
     /// Feeds what happened on the socket of `input.conn()` at `now`.
@@ -167,6 +180,9 @@ impl<P: Protocol> Client<P> {
                 self.step(Trigger::OpenFailed(error), now);
             }
             (Some(Socket::Open), Input::Frame { conn, frame }) => self.on_frame(conn, frame, now),
+            (Some(Socket::Open), Input::StartGranted { .. }) => {
+                self.step(Trigger::StartGranted, now);
+            }
             (Some(Socket::Open | Socket::LeavingOpen), Input::Closed { cause, .. }) => {
                 self.step(Trigger::Closed(cause), now);
             }
@@ -194,81 +210,16 @@ impl<P: Protocol> Client<P> {
                     self.beat(now, false);
                 }
                 Timer::HeartbeatAck => self.ack_overdue(deadline, now),
+                Timer::Silence => {
+                    self.stats.zombies += 1;
+                    self.step(Trigger::Unresponsive(Reason::Silent), now);
+                }
+                Timer::RateLimit => self.pump_queue(now),
                 Timer::SendExpiry => self.expire_sends(now),
+                Timer::Request => self.expire_requests(now),
                 phase => self.step(Trigger::Expired(phase), now),
             }
         }
-    }
-
-    // ---- calls
-
-    /// Starts connecting. In backoff, the next attempt starts now. While an open is still
-    /// pending, a new one replaces it and the old socket is aborted (F1). Once connected, it
-    /// changes nothing.
-    pub fn connect(&mut self, now: Instant) -> Result<(), CallError> {
-        let now = self.advance(now);
-        self.refuse_if_stopped()?;
-        self.step(Trigger::Connect, now);
-        Ok(())
-    }
-
-    /// Replaces the connection: `Fresh` forgets the resume state first. A request while a
-    /// reconnect is already under way merges into it (fresh wins); there are never two
-    /// drains or two opens (F10). From idle, it connects.
-    pub fn reconnect(&mut self, mode: ReconnectMode, now: Instant) -> Result<(), CallError> {
-        let now = self.advance(now);
-        self.refuse_if_stopped()?;
-        if mode == ReconnectMode::Fresh {
-            self.profile.clear_resume();
-        }
-        self.step(Trigger::Reconnect(mode), now);
-        Ok(())
-    }
-
-    /// Closes the session for good: the socket gets `Close`, then `Abort` if it does not
-    /// close in time; frames never sent are handed back as [`Event::Returned`]; no `Open`
-    /// follows. The [`Event::Stopped`] comes once the socket is gone. Calling it again
-    /// changes nothing.
-    pub fn shutdown(&mut self, now: Instant) {
-        let now = self.advance(now);
-        if self.shutdown_requested {
-            return;
-        }
-        self.shutdown_requested = true;
-        self.return_all_queued(ReturnReason::Stopped);
-        self.step(Trigger::Shutdown, now);
-    }
-
-    /// Sends an application frame (text or binary). When the session is ready and nothing
-    /// waits, it is written at once; otherwise it waits in the outbound queue and goes out
-    /// in order once ready. A refused frame comes back inside the error.
-    pub fn send(&mut self, frame: Frame, now: Instant) -> Result<SendId, SendError> {
-        self.send_inner(frame, None, now)
-    }
-
-    /// Like [`send`](Self::send), but a frame still waiting after `ttl` is handed back as
-    /// [`Event::Returned`] with [`ReturnReason::Expired`] instead of being sent late.
-    pub fn send_with_ttl(
-        &mut self,
-        frame: Frame,
-        ttl: Duration,
-        now: Instant,
-    ) -> Result<SendId, SendError> {
-        self.send_inner(frame, Some(ttl), now)
-    }
-
-    /// Beats now and judges the peer within one ack timeout: for an application that
-    /// learns the network changed.
-    pub fn probe(&mut self, now: Instant) -> Result<(), CallError> {
-        let now = self.advance(now);
-        self.refuse_if_stopped()?;
-        if self.state.live_conn().is_none() {
-            return Err(CallError::NotConnected);
-        }
-        if !self.heartbeat.is_running() || !self.beat(now, true) {
-            return Err(CallError::NoHeartbeat);
-        }
-        Ok(())
     }
 
     // ---- pollers
@@ -279,7 +230,7 @@ impl<P: Protocol> Client<P> {
     }
 
     /// The next event for the application.
-    pub fn poll_event(&mut self) -> Option<Event<P::Message>> {
+    pub fn poll_event(&mut self) -> Option<Event<P::Message, P::Response>> {
         self.events.pop_front()
     }
 
@@ -304,14 +255,6 @@ impl<P: Protocol> Client<P> {
         now
     }
 
-    fn refuse_if_stopped(&self) -> Result<(), CallError> {
-        if self.shutdown_requested || matches!(self.state, State::Stopped(_)) {
-            Err(CallError::Stopped)
-        } else {
-            Ok(())
-        }
-    }
-
     fn stale(&mut self) {
         self.stats.stale_inputs += 1;
     }
@@ -330,190 +273,5 @@ impl<P: Protocol> Client<P> {
             }),
             _ => None,
         }
-    }
-
-    fn on_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
-        self.stats.frames_received += 1;
-        match self.profile.on_frame(frame) {
-            Inbound::Message(message) => self.events.push_back(Event::Message { conn, message }),
-            Inbound::Hello { heartbeat_interval } => self.step(
-                Trigger::Hello {
-                    interval: heartbeat_interval,
-                },
-                now,
-            ),
-            Inbound::Ready { resumed, message } => {
-                self.step(Trigger::HandshakeDone { resumed }, now);
-                if let Some(message) = message {
-                    self.events.push_back(Event::Message { conn, message });
-                }
-            }
-            Inbound::HeartbeatAck => self.acked(now),
-            Inbound::HeartbeatRequest => {
-                self.beat(now, false);
-            }
-            Inbound::Reconnect => self.step(Trigger::ServerReconnect, now),
-            Inbound::InvalidSession { resumable, wait } => {
-                if !resumable {
-                    self.profile.clear_resume();
-                }
-                self.step(Trigger::InvalidSession { resumable, wait }, now);
-            }
-            Inbound::Ignored => {}
-            Inbound::Malformed(error) => {
-                self.stats.malformed_frames += 1;
-                self.events.push_back(Event::Malformed { conn, error });
-            }
-        }
-    }
-
-    /// Sends a heartbeat on the live connection; false if there is none to send.
-    fn beat(&mut self, now: Instant, probe: bool) -> bool {
-        let Some(conn) = self.state.live_conn() else {
-            return false;
-        };
-        if !self.heartbeat.is_running() {
-            return false;
-        }
-        let Some(frame) = self.profile.heartbeat() else {
-            return false;
-        };
-        self.stats.heartbeats += 1;
-        self.commands.push_back(Command::Send { conn, frame });
-        self.heartbeat.sent(now, probe, &mut self.timers);
-        true
-    }
-
-    fn acked(&mut self, now: Instant) {
-        match self.heartbeat.acked(now, &mut self.timers) {
-            crate::heartbeat::Ack::Answered(rtt) => self.stats.last_heartbeat_rtt = Some(rtt),
-            crate::heartbeat::Ack::Unexpected => self.stats.unexpected_acks += 1,
-        }
-    }
-
-    /// The ack deadline passed with no ack. Handled on time, the peer is a zombie (F12).
-    /// Handled late, the silence may be ours (a starved or suspended process), so the
-    /// machine beats now and waits one more ack timeout before judging.
-    fn ack_overdue(&mut self, deadline: Instant, now: Instant) {
-        let probing = self.heartbeat.is_probing();
-        self.heartbeat.ack_overdue();
-        if now.saturating_duration_since(deadline) > self.config.late_tick {
-            self.stats.late_ticks += 1;
-            self.beat(now, probing);
-            return;
-        }
-        self.stats.zombies += 1;
-        let reason = if probing {
-            Reason::ProbeFailed
-        } else {
-            Reason::Zombie
-        };
-        self.step(Trigger::Unresponsive(reason), now);
-    }
-
-    fn send_inner(
-        &mut self,
-        frame: Frame,
-        ttl: Option<Duration>,
-        now: Instant,
-    ) -> Result<SendId, SendError> {
-        let now = self.advance(now);
-        if self.refuse_if_stopped().is_err() {
-            return Err(SendError {
-                kind: SendErrorKind::Stopped,
-                frame,
-            });
-        }
-        if !frame.is_data() {
-            return Err(SendError {
-                kind: SendErrorKind::NotData,
-                frame,
-            });
-        }
-        self.next_send += 1;
-        let id = SendId(self.next_send);
-        if let State::Ready { conn, .. } = self.state {
-            if self.outbound.is_empty() {
-                self.write(conn, frame);
-                return Ok(id);
-            }
-        }
-        let item = Queued {
-            id,
-            frame,
-            // A time to live too long to represent never runs out.
-            expires_at: ttl.and_then(|ttl| now.checked_add(ttl)),
-        };
-        let events = &mut self.events;
-        let stats = &mut self.stats;
-        let pushed = self.outbound.push(item, |old| {
-            stats.frames_returned += 1;
-            events.push_back(returned(old, ReturnReason::Overflow));
-        });
-        self.arm_send_expiry();
-        match pushed {
-            Ok(()) => Ok(id),
-            Err((kind, item)) => Err(SendError {
-                kind,
-                frame: item.frame,
-            }),
-        }
-    }
-
-    fn write(&mut self, conn: ConnId, frame: Frame) {
-        self.stats.frames_sent += 1;
-        self.commands.push_back(Command::Send { conn, frame });
-    }
-
-    /// Writes every queued frame on `conn`, handing back those whose time ran out.
-    fn flush_queue(&mut self, conn: ConnId, now: Instant) {
-        loop {
-            let events = &mut self.events;
-            let stats = &mut self.stats;
-            let next = self.outbound.pop_sendable(now, |old| {
-                stats.frames_returned += 1;
-                events.push_back(returned(old, ReturnReason::Expired));
-            });
-            match next {
-                Some(item) => self.write(conn, item.frame),
-                None => break,
-            }
-        }
-        self.arm_send_expiry();
-    }
-
-    fn expire_sends(&mut self, now: Instant) {
-        let events = &mut self.events;
-        let stats = &mut self.stats;
-        self.outbound.expire(now, |old| {
-            stats.frames_returned += 1;
-            events.push_back(returned(old, ReturnReason::Expired));
-        });
-        self.arm_send_expiry();
-    }
-
-    fn return_all_queued(&mut self, reason: ReturnReason) {
-        let events = &mut self.events;
-        let stats = &mut self.stats;
-        self.outbound.drain(|old| {
-            stats.frames_returned += 1;
-            events.push_back(returned(old, reason));
-        });
-        self.arm_send_expiry();
-    }
-
-    fn arm_send_expiry(&mut self) {
-        match self.outbound.next_expiry() {
-            Some(at) => self.timers.set(Timer::SendExpiry, at),
-            None => self.timers.stop(Timer::SendExpiry),
-        }
-    }
-}
-
-fn returned<M>(item: Queued, reason: ReturnReason) -> Event<M> {
-    Event::Returned {
-        id: item.id,
-        frame: item.frame,
-        reason,
     }
 }

@@ -41,9 +41,11 @@ pub(crate) enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {
     /// Waiting for the server's hello; nothing written yet.
-    AwaitHello,
+    Hello,
+    /// Waiting for the session start gate before a fresh handshake; nothing written yet.
+    StartGate,
     /// The handshake is written; `resuming` says whether it asked to resume.
-    AwaitReady { resuming: bool },
+    Ready { resuming: bool },
 }
 
 /// What happens once a drained socket is gone.

@@ -7,7 +7,7 @@ use super::state::{Pace, Plan, Stage, State, Then};
 use crate::backoff::uniform;
 use crate::command::Command;
 use crate::conn::ConnId;
-use crate::event::{Event, Reason, ReconnectMode, ReturnReason, StopReason, Transition};
+use crate::event::{Event, Reason, ReconnectMode, StopReason, Transition};
 use crate::input::{CloseCause, OpenError, OpenErrorKind};
 use crate::protocol::{CloseClass, CloseIntent, OnOpen, Protocol};
 use crate::timer::{DeadlineTable, Timer, after};
@@ -23,9 +23,8 @@ pub(super) enum Trigger {
     Opened,
     OpenFailed(OpenError),
     Closed(CloseCause),
-    Hello {
-        interval: Option<Duration>,
-    },
+    Hello,
+    StartGranted,
     HandshakeDone {
         resumed: bool,
     },
@@ -34,8 +33,10 @@ pub(super) enum Trigger {
         resumable: bool,
         wait: (Duration, Duration),
     },
-    /// The peer did not acknowledge a heartbeat (or a probe) in time.
+    /// The peer did not acknowledge a heartbeat (or a probe) in time, or fell silent.
     Unresponsive(Reason),
+    /// The peer broke the protocol beyond what the connection survives.
+    Broken(Reason),
     Expired(Timer),
 }
 
@@ -63,10 +64,6 @@ enum Exit {
     /// Drop it at once (it is dead, or not open yet).
     Abort,
 }
-
-/// The shortest heartbeat interval the machine accepts from a peer, so a bad hello cannot
-/// turn heartbeats into a busy loop.
-const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(1);
 
 impl<P: Protocol> Client<P> {
     /// The transition table. Each arm is one way out of one state; a trigger that does not
@@ -101,6 +98,7 @@ impl<P: Protocol> Client<P> {
             (V::Connecting(_), T::OpenFailed(error)) => self.open_failed(error, now),
             (V::Connecting(conn), T::Expired(Timer::Connect)) => {
                 self.stats.open_failures += 1;
+                self.profile.on_open_failed();
                 self.leave(
                     conn,
                     Exit::Abort,
@@ -110,8 +108,12 @@ impl<P: Protocol> Client<P> {
                 );
             }
 
-            (V::Handshaking(conn, Stage::AwaitHello), T::Hello { interval }) => {
-                self.hello(conn, interval, now);
+            (V::Handshaking(conn, Stage::Hello), T::Hello) => self.hello(conn, now),
+            (V::Handshaking(conn, Stage::StartGate), T::StartGranted) => {
+                self.write_handshake(conn, now);
+            }
+            (V::Handshaking(conn, Stage::StartGate), T::Expired(Timer::StartGate)) => {
+                self.recycle(conn, Reason::StartTimeout, now);
             }
             (V::Handshaking(conn, _), T::HandshakeDone { resumed }) => {
                 self.ready(conn, resumed, now);
@@ -236,6 +238,16 @@ impl<P: Protocol> Client<P> {
                     now,
                 );
             }
+            T::Broken(reason) => {
+                let pace = self.pace_after_loss(now);
+                self.leave(
+                    conn,
+                    Exit::Close(CloseIntent::Reconnect(ReconnectMode::Resume)),
+                    Then::Reconnect(Plan::new(pace, reason.clone())),
+                    reason,
+                    now,
+                );
+            }
             // F12: the peer is gone; a close handshake would only wait for it. Abort and
             // resume, exactly once: leaving clears the heartbeat deadlines.
             T::Unresponsive(reason) => {
@@ -319,57 +331,60 @@ impl<P: Protocol> Client<P> {
     fn opened(&mut self, conn: ConnId, now: Instant) {
         self.stats.opened += 1;
         self.timers.stop(Timer::Connect);
+        self.limiter.reset(self.profile.rate_limit());
         let on_open = self.profile.on_open();
-        if let Some(interval) = self.profile.heartbeat_interval() {
-            self.start_heartbeat(interval, now);
-        }
+        self.refresh_liveness(now);
+        let stage = Stage::Hello;
+        self.transition(State::Handshaking { conn, stage }, Reason::Opened, None);
         match on_open {
-            OnOpen::Ready => {
-                let stage = Stage::AwaitReady { resuming: false };
-                self.transition(State::Handshaking { conn, stage }, Reason::Opened, None);
-                self.ready(conn, false, now);
-            }
-            OnOpen::Handshake => {
-                let stage = Stage::AwaitReady {
-                    resuming: self.profile.can_resume(),
-                };
-                self.transition(State::Handshaking { conn, stage }, Reason::Opened, None);
-                self.write_handshake(conn, now);
-            }
+            OnOpen::Ready => self.ready(conn, false, now),
+            OnOpen::Handshake => self.begin_handshake(conn, now),
             OnOpen::AwaitHello => {
-                let stage = Stage::AwaitHello;
-                self.transition(State::Handshaking { conn, stage }, Reason::Opened, None);
                 self.timers
                     .set(Timer::Hello, after(now, self.config.hello_timeout));
             }
         }
     }
 
-    fn hello(&mut self, conn: ConnId, interval: Option<Duration>, now: Instant) {
+    fn hello(&mut self, conn: ConnId, now: Instant) {
         self.timers.stop(Timer::Hello);
-        if let Some(interval) = interval {
-            self.start_heartbeat(interval, now);
-        }
-        let stage = Stage::AwaitReady {
-            resuming: self.profile.can_resume(),
-        };
-        self.transition(State::Handshaking { conn, stage }, Reason::Hello, None);
-        self.write_handshake(conn, now);
+        self.refresh_liveness(now);
+        self.begin_handshake(conn, now);
     }
 
-    fn start_heartbeat(&mut self, interval: Duration, now: Instant) {
-        let interval = interval.max(MIN_HEARTBEAT_INTERVAL);
-        self.heartbeat
-            .start(interval, now, &mut self.rng, &mut self.timers);
+    /// A fresh session waits for the start gate, when one is configured; a resume does not.
+    fn begin_handshake(&mut self, conn: ConnId, now: Instant) {
+        if self.config.start_gate && !self.profile.can_resume() {
+            self.commands.push_back(Command::RequestStart { conn });
+            self.timers
+                .set(Timer::StartGate, after(now, self.config.start_gate_timeout));
+            let stage = Stage::StartGate;
+            self.transition(
+                State::Handshaking { conn, stage },
+                Reason::StartRequested,
+                None,
+            );
+        } else {
+            self.write_handshake(conn, now);
+        }
     }
 
     /// F13: the machine writes the handshake itself, ahead of any application frame.
     fn write_handshake(&mut self, conn: ConnId, now: Instant) {
+        self.timers.stop(Timer::StartGate);
+        let stage = Stage::Ready {
+            resuming: self.profile.can_resume(),
+        };
         if let Some(frame) = self.profile.handshake() {
-            self.commands.push_back(Command::Send { conn, frame });
+            self.write_control(conn, frame, now);
         }
         self.timers
             .set(Timer::Ready, after(now, self.config.ready_timeout));
+        self.transition(
+            State::Handshaking { conn, stage },
+            Reason::HandshakeSent,
+            None,
+        );
     }
 
     fn ready(&mut self, conn: ConnId, resumed: bool, now: Instant) {
@@ -385,7 +400,8 @@ impl<P: Protocol> Client<P> {
             None,
         );
         self.events.push_back(Event::Ready { conn, resumed });
-        self.flush_queue(conn, now);
+        self.refresh_liveness(now);
+        self.pump_queue(now);
     }
 
     /// Replaces a connection that stalled, resuming where the profile can.
@@ -403,6 +419,7 @@ impl<P: Protocol> Client<P> {
     /// opens meanwhile, and nothing the socket sends reaches the application.
     fn leave(&mut self, conn: ConnId, exit: Exit, then: Then, reason: Reason, now: Instant) {
         let was_open = self.state.live_conn() == Some(conn);
+        let was_ready = matches!(self.state, State::Ready { .. });
         self.timers.stop_connection();
         self.heartbeat.reset();
         let aborted = match exit {
@@ -432,7 +449,14 @@ impl<P: Protocol> Client<P> {
         );
         if was_open {
             self.events.push_back(Event::Disconnected { conn, reason });
+            self.connection_ended(conn, was_ready);
         }
+    }
+
+    /// F14: what the connection carried ends with it; the profile learns how it went.
+    fn connection_ended(&mut self, conn: ConnId, was_ready: bool) {
+        self.end_requests_of(conn);
+        self.profile.on_connection_end(was_ready);
     }
 
     /// F8: the drain timed out; abort, and give the adapter a short grace to confirm.
@@ -467,6 +491,7 @@ impl<P: Protocol> Client<P> {
     /// The peer closed the live socket (F4): exactly one reconnect path, unless fatal.
     fn live_closed(&mut self, conn: ConnId, cause: CloseCause, now: Instant) {
         let pace = self.pace_after_loss(now);
+        let was_ready = matches!(self.state, State::Ready { .. });
         let class = self.profile.classify_close(&cause);
         let reason = Reason::Closed(cause.clone());
         self.timers.stop_connection();
@@ -475,6 +500,7 @@ impl<P: Protocol> Client<P> {
             conn,
             reason: reason.clone(),
         });
+        self.connection_ended(conn, was_ready);
         match class {
             CloseClass::Fatal => self.stop(StopReason::Fatal(cause), reason),
             CloseClass::Fresh => {
@@ -491,6 +517,7 @@ impl<P: Protocol> Client<P> {
     /// when the status says retrying cannot help.
     fn open_failed(&mut self, error: OpenError, now: Instant) {
         self.stats.open_failures += 1;
+        self.profile.on_open_failed();
         self.timers.stop_connection();
         let reason = Reason::OpenFailed(error.clone());
         if let OpenErrorKind::Http { status } = error.kind {
@@ -570,7 +597,7 @@ impl<P: Protocol> Client<P> {
     fn stop(&mut self, stop: StopReason, reason: Reason) {
         self.timers = DeadlineTable::default();
         self.heartbeat.reset();
-        self.return_all_queued(ReturnReason::Stopped);
+        self.hand_back_everything();
         self.transition(State::Stopped(stop.clone()), reason, None);
         self.events.push_back(Event::Stopped { reason: stop });
     }
@@ -579,6 +606,6 @@ impl<P: Protocol> Client<P> {
 fn needs_new_socket(stage: Stage, mode: ReconnectMode) -> bool {
     matches!(
         (stage, mode),
-        (Stage::AwaitReady { resuming: true }, ReconnectMode::Fresh)
+        (Stage::Ready { resuming: true }, ReconnectMode::Fresh)
     )
 }

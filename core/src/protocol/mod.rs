@@ -1,4 +1,5 @@
-//! Protocol profiles: what a session's handshake, readiness, heartbeat and close codes are.
+//! Protocol profiles: what a session's handshake, readiness, liveness, requests and close
+//! codes are.
 //!
 //! The lifecycle machine knows none of a protocol's frames. A profile implements
 //! [`Protocol`]; the machine asks it what to write and how to read what arrived, and
@@ -7,21 +8,29 @@
 use std::time::Duration;
 
 use crate::command::Endpoint;
-use crate::event::{Malformed, ReconnectMode};
+use crate::event::{ProtocolError, ReconnectMode, RemoteError, RequestId};
 use crate::frame::{CloseFrame, Frame};
 use crate::input::CloseCause;
 
+pub mod discord;
 pub mod plain;
+pub mod rpc;
 
 /// A session protocol spoken over the WebSocket.
 ///
 /// Methods are called only for the current connection, in the order events happen on it:
 /// [`on_open`](Self::on_open) once per socket, then [`on_frame`](Self::on_frame) per frame,
-/// with [`handshake`](Self::handshake) and [`heartbeat`](Self::heartbeat) when the machine
-/// needs those frames. A profile never sees a frame of a stale socket.
+/// with [`handshake`](Self::handshake), [`heartbeat`](Self::heartbeat) and
+/// [`encode_request`](Self::encode_request) when the machine needs those frames. A profile
+/// never sees a frame of a stale socket.
 pub trait Protocol {
     /// What the application receives for each message.
     type Message;
+    /// What the application passes to [`Client::request`](crate::Client::request).
+    /// Profiles without requests use [`std::convert::Infallible`].
+    type Request;
+    /// What a successful response carries.
+    type Response;
 
     /// Where the next socket should connect (a resume URL, for example).
     fn endpoint(&self) -> Endpoint {
@@ -37,15 +46,25 @@ pub trait Protocol {
     fn handshake(&mut self) -> Option<Frame>;
 
     /// Reads one frame of the current connection.
-    fn on_frame(&mut self, frame: Frame) -> Inbound<Self::Message>;
+    fn on_frame(&mut self, frame: Frame) -> Inbound<Self::Message, Self::Response>;
 
-    /// The heartbeat interval if it is fixed by configuration, known as the socket opens.
-    /// `None` when it comes with the hello, or when there is no heartbeat.
-    fn heartbeat_interval(&self) -> Option<Duration>;
+    /// A further problem noticed while reading the last frame (a sequence gap on a
+    /// dispatch that is still delivered, say). Drained after every `on_frame`.
+    fn poll_protocol_error(&mut self) -> Option<ProtocolError> {
+        None
+    }
+
+    /// How the peer's liveness is judged on this connection, as far as the profile knows
+    /// it now. Asked again when the socket opens, after the hello and at ready.
+    fn liveness(&self) -> Liveness;
 
     /// The next heartbeat frame. `None` when the peer does not support one on this
-    /// connection: then the machine sends none and never judges the peer by acks.
+    /// connection (F6): then the machine sends none and never judges the peer by acks.
     fn heartbeat(&mut self) -> Option<Frame>;
+
+    /// The frame that carries request `id`. The machine registers the request before the
+    /// frame can be written, so a fast response is never missed.
+    fn encode_request(&mut self, id: RequestId, request: Self::Request) -> Frame;
 
     /// How a close of the current socket is to be treated.
     fn classify_close(&self, cause: &CloseCause) -> CloseClass;
@@ -58,6 +77,19 @@ pub trait Protocol {
 
     /// Forgets the resume state, so the next handshake starts a fresh session.
     fn clear_resume(&mut self);
+
+    /// The socket asked for could not be opened.
+    fn on_open_failed(&mut self) {}
+
+    /// The current connection ended, after reaching ready or not.
+    fn on_connection_end(&mut self, reached_ready: bool) {
+        let _ = reached_ready;
+    }
+
+    /// The outbound rate limit the peer enforces per connection, if any.
+    fn rate_limit(&self) -> Option<RateLimit> {
+        None
+    }
 }
 
 /// How the handshake starts once a socket opens.
@@ -71,16 +103,27 @@ pub enum OnOpen {
     AwaitHello,
 }
 
+/// How the machine judges the peer alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Liveness {
+    /// Send [`Protocol::heartbeat`] this often and expect an ack before the next is due.
+    pub heartbeat_interval: Option<Duration>,
+    /// With no frame at all for this long, the peer is a zombie (for peers that send
+    /// ticks of their own).
+    pub silence_timeout: Option<Duration>,
+    /// Any inbound frame acknowledges the outstanding heartbeat, for peers that ack late
+    /// under load.
+    pub any_frame_is_ack: bool,
+}
+
 /// What one inbound frame means, as the profile reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inbound<M> {
+pub enum Inbound<M, R> {
     /// A message for the application.
     Message(M),
-    /// The server's hello; carries the heartbeat interval when the protocol sends it.
-    Hello {
-        /// The interval announced by the server.
-        heartbeat_interval: Option<Duration>,
-    },
+    /// The server's hello: write the handshake now. Any interval it carried is reported
+    /// by [`Protocol::liveness`] from here on.
+    Hello,
     /// The handshake completed.
     Ready {
         /// Whether a session was resumed.
@@ -92,6 +135,13 @@ pub enum Inbound<M> {
     HeartbeatAck,
     /// The server asks for a heartbeat now.
     HeartbeatRequest,
+    /// The answer to request `id`.
+    Response {
+        /// The request answered.
+        id: RequestId,
+        /// Its payload, or the peer's error.
+        result: Result<R, RemoteError>,
+    },
     /// The server asks the client to reconnect (resuming).
     Reconnect,
     /// The server says the session is invalid.
@@ -103,8 +153,8 @@ pub enum Inbound<M> {
     },
     /// A frame the profile consumed with no effect on the session.
     Ignored,
-    /// A frame the profile could not read: counted and reported.
-    Malformed(Malformed),
+    /// A frame that broke the protocol: counted and reported; fatal ones end the connection.
+    Error(ProtocolError),
 }
 
 /// What a close of the current socket means for the session.
@@ -125,4 +175,16 @@ pub enum CloseIntent {
     Shutdown,
     /// The socket is being replaced; the session is kept (`Resume`) or not (`Fresh`).
     Reconnect(ReconnectMode),
+}
+
+/// At most `max` frames per `per` on one connection, of which `reserved` are kept for the
+/// machine's own frames (heartbeats, handshake), so application sends never starve them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// Frames allowed in any window of `per`.
+    pub max: u32,
+    /// The window.
+    pub per: Duration,
+    /// Of `max`, the slots application sends may not use.
+    pub reserved: u32,
 }

@@ -7,9 +7,10 @@ use bytes::Bytes;
 use crate::config::is_sendable_close_code;
 use crate::error::ConfigError;
 use crate::event::ReconnectMode;
+use crate::event::RequestId;
 use crate::frame::{CloseFrame, Frame};
 use crate::input::CloseCause;
-use crate::protocol::{CloseClass, CloseIntent, Inbound, OnOpen, Protocol};
+use crate::protocol::{CloseClass, CloseIntent, Inbound, Liveness, OnOpen, Protocol};
 
 /// A bare WebSocket: ready as soon as the socket opens; the heartbeat is a WebSocket ping
 /// carrying a counter, acknowledged by the pong that echoes the latest counter. Text and
@@ -96,6 +97,8 @@ impl PlainBuilder {
 
 impl Protocol for Plain {
     type Message = Frame;
+    type Request = std::convert::Infallible;
+    type Response = std::convert::Infallible;
 
     fn on_open(&mut self) -> OnOpen {
         OnOpen::Ready
@@ -105,7 +108,7 @@ impl Protocol for Plain {
         None
     }
 
-    fn on_frame(&mut self, frame: Frame) -> Inbound<Frame> {
+    fn on_frame(&mut self, frame: Frame) -> Inbound<Frame, Self::Response> {
         match frame {
             Frame::Text(_) | Frame::Binary(_) => Inbound::Message(frame),
             Frame::Pong(payload) if payload.as_ref() == self.beats_sent.to_be_bytes() => {
@@ -117,8 +120,11 @@ impl Protocol for Plain {
         }
     }
 
-    fn heartbeat_interval(&self) -> Option<Duration> {
-        self.heartbeat_interval
+    fn liveness(&self) -> Liveness {
+        Liveness {
+            heartbeat_interval: self.heartbeat_interval,
+            ..Liveness::default()
+        }
     }
 
     fn heartbeat(&mut self) -> Option<Frame> {
@@ -127,6 +133,10 @@ impl Protocol for Plain {
         Some(Frame::Ping(Bytes::copy_from_slice(
             &self.beats_sent.to_be_bytes(),
         )))
+    }
+
+    fn encode_request(&mut self, _id: RequestId, request: Self::Request) -> Frame {
+        match request {}
     }
 
     fn classify_close(&self, cause: &CloseCause) -> CloseClass {

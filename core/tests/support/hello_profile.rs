@@ -5,13 +5,15 @@
 //! machine.
 //!
 //! Frames are text: `hello:<ms>` (or `hello`, with no heartbeat), `ready`, `resumed`, `ack`, `beat?`, `reconnect`,
-//! `invalid:true` / `invalid:false`, `bad` (malformed); anything else is a message. The
+//! `invalid:true` / `invalid:false`, `bad` (malformed), `broken` (a fatal error); anything else is a message. The
 //! client writes `identify`, `resume`, and `beat` as its heartbeat.
 
 use std::time::Duration;
 
-use tether_core::protocol::{CloseClass, CloseIntent, Inbound, OnOpen};
-use tether_core::{CloseCause, CloseFrame, Frame, Malformed, Protocol, ReconnectMode};
+use tether_core::protocol::{CloseClass, CloseIntent, Inbound, Liveness, OnOpen};
+use tether_core::{
+    CloseCause, CloseFrame, Frame, Protocol, ProtocolError, ReconnectMode, RequestId,
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct HelloProfile {
@@ -19,13 +21,17 @@ pub struct HelloProfile {
     pub session: Option<u32>,
     /// The peer advertised no application heartbeat (F6): the profile offers none.
     pub no_heartbeat: bool,
+    interval: Option<Duration>,
     sessions_started: u32,
 }
 
 impl Protocol for HelloProfile {
     type Message = Frame;
+    type Request = std::convert::Infallible;
+    type Response = std::convert::Infallible;
 
     fn on_open(&mut self) -> OnOpen {
+        self.interval = None;
         OnOpen::AwaitHello
     }
 
@@ -37,7 +43,7 @@ impl Protocol for HelloProfile {
         }))
     }
 
-    fn on_frame(&mut self, frame: Frame) -> Inbound<Frame> {
+    fn on_frame(&mut self, frame: Frame) -> Inbound<Frame, Self::Response> {
         let Frame::Text(text) = &frame else {
             return Inbound::Ignored;
         };
@@ -65,26 +71,33 @@ impl Protocol for HelloProfile {
                 resumable: false,
                 wait: (Duration::from_secs(1), Duration::from_secs(5)),
             },
-            "hello" => Inbound::Hello {
-                heartbeat_interval: None,
-            },
-            "bad" => Inbound::Malformed(Malformed::new("not a frame of this protocol")),
+            "hello" => Inbound::Hello,
+            "bad" => Inbound::Error(ProtocolError::new("not a frame of this protocol")),
+            "broken" => Inbound::Error(ProtocolError::fatal("cannot go on")),
             s => match s.strip_prefix("hello:").map(str::parse::<u64>) {
-                Some(Ok(ms)) => Inbound::Hello {
-                    heartbeat_interval: Some(Duration::from_millis(ms)),
-                },
-                Some(Err(_)) => Inbound::Malformed(Malformed::new("bad hello")),
+                Some(Ok(ms)) => {
+                    self.interval = Some(Duration::from_millis(ms));
+                    Inbound::Hello
+                }
+                Some(Err(_)) => Inbound::Error(ProtocolError::new("bad hello")),
                 None => Inbound::Message(frame),
             },
         }
     }
 
-    fn heartbeat_interval(&self) -> Option<Duration> {
-        None
+    fn liveness(&self) -> Liveness {
+        Liveness {
+            heartbeat_interval: self.interval,
+            ..Liveness::default()
+        }
     }
 
     fn heartbeat(&mut self) -> Option<Frame> {
         (!self.no_heartbeat).then(|| Frame::text("beat"))
+    }
+
+    fn encode_request(&mut self, _id: RequestId, request: Self::Request) -> Frame {
+        match request {}
     }
 
     fn classify_close(&self, cause: &CloseCause) -> CloseClass {

@@ -16,9 +16,9 @@ use tether_core::{
 
 /// One thing the machine produced, in the order it was polled.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Out<M> {
+pub enum Out<M, R = std::convert::Infallible> {
     Cmd(Command),
-    Ev(Event<M>),
+    Ev(Event<M, R>),
 }
 
 /// How the simulated adapter answers the machine's commands. `None` everywhere means the
@@ -77,7 +77,7 @@ pub struct Sim<P: Protocol> {
     pub now: Instant,
     pub net: Net,
     checker: ClientChecker,
-    log: Vec<Out<P::Message>>,
+    log: Vec<Out<P::Message, P::Response>>,
     scheduled: BTreeMap<(Instant, u64), Input>,
     seq: u64,
     open_sockets: Vec<ConnId>,
@@ -128,6 +128,7 @@ impl Sim<hello_profile::HelloProfile> {
 impl<P: Protocol> Sim<P>
 where
     P::Message: std::fmt::Debug + Clone,
+    P::Response: std::fmt::Debug + Clone,
 {
     pub fn new(config: Config, profile: P) -> Self {
         let t0 = epoch();
@@ -188,6 +189,26 @@ where
         let r = self.client.send_with_ttl(frame, ttl, self.now);
         self.drain();
         r
+    }
+
+    pub fn request(
+        &mut self,
+        request: P::Request,
+        timeout: Duration,
+    ) -> Result<tether_core::RequestId, tether_core::RequestError> {
+        self.checker.call(Call::Other);
+        let r = self.client.request(request, timeout, self.now);
+        if let Ok(id) = r {
+            self.checker.request_made(id).unwrap();
+        }
+        self.drain();
+        r
+    }
+
+    pub fn grant_start(&mut self, conn: u64) {
+        self.input(Input::StartGranted {
+            conn: ConnId::new(conn),
+        });
     }
 
     /// The newest generation the machine asked for.
@@ -322,7 +343,7 @@ where
     // ---- what came out
 
     /// Everything since the last take, without `Transition` events.
-    pub fn take(&mut self) -> Vec<Out<P::Message>> {
+    pub fn take(&mut self) -> Vec<Out<P::Message, P::Response>> {
         std::mem::take(&mut self.log)
             .into_iter()
             .filter(|o| !matches!(o, Out::Ev(Event::Transition(_))))
@@ -330,7 +351,7 @@ where
     }
 
     /// Everything since the last take, `Transition` events included.
-    pub fn take_all(&mut self) -> Vec<Out<P::Message>> {
+    pub fn take_all(&mut self) -> Vec<Out<P::Message, P::Response>> {
         std::mem::take(&mut self.log)
     }
 
@@ -382,7 +403,7 @@ where
                     self.schedule(after, input);
                 }
             }
-            Command::Send { .. } => {}
+            Command::Send { .. } | Command::RequestStart { .. } => {}
         }
     }
 }
@@ -393,33 +414,33 @@ pub fn c(n: u64) -> ConnId {
     ConnId::new(n)
 }
 
-pub fn open<M>(n: u64) -> Out<M> {
+pub fn open<M, R>(n: u64) -> Out<M, R> {
     Out::Cmd(Command::Open {
         conn: c(n),
         endpoint: Endpoint::Primary,
     })
 }
 
-pub fn send<M>(n: u64, frame: Frame) -> Out<M> {
+pub fn send<M, R>(n: u64, frame: Frame) -> Out<M, R> {
     Out::Cmd(Command::Send { conn: c(n), frame })
 }
 
-pub fn send_text<M>(n: u64, text: &'static str) -> Out<M> {
+pub fn send_text<M, R>(n: u64, text: &'static str) -> Out<M, R> {
     send(n, Frame::text(text))
 }
 
-pub fn close<M>(n: u64, code: u16, reason: &'static str) -> Out<M> {
+pub fn close<M, R>(n: u64, code: u16, reason: &'static str) -> Out<M, R> {
     Out::Cmd(Command::Close {
         conn: c(n),
         frame: CloseFrame::new(code, reason),
     })
 }
 
-pub fn abort<M>(n: u64) -> Out<M> {
+pub fn abort<M, R>(n: u64) -> Out<M, R> {
     Out::Cmd(Command::Abort { conn: c(n) })
 }
 
-pub fn ev<M>(event: Event<M>) -> Out<M> {
+pub fn ev<M, R>(event: Event<M, R>) -> Out<M, R> {
     Out::Ev(event)
 }
 

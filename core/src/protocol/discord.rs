@@ -1,0 +1,1 @@
+//! The Discord gateway v10 session protocol.

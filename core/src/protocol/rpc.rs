@@ -1,0 +1,1 @@
+//! JSON request, response and event frames.
