@@ -39,6 +39,14 @@ pub enum ConfigError {
         /// The value given.
         value: f64,
     },
+    /// Two settings that cannot hold together.
+    #[error("{field}: {problem}")]
+    Conflict {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// A close code that cannot be sent on the wire (RFC 6455 section 7.4).
     #[error(
         "{field}: close code {code} cannot be sent (use 1000..=1003, 1007..=1014 or 3000..=4999)"

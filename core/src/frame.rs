@@ -8,13 +8,44 @@ use bytes::Bytes;
 ///
 /// Every constructor checks (or already knows) that the bytes are UTF-8, so
 /// [`as_str`](Self::as_str) never fails. Cloning shares the buffer; nothing is copied.
+/// Text marked [`secret`](Self::secret) (an identify carrying a token) prints as
+/// `<redacted>` in `Debug` and `Display`, so it never reaches a log.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Utf8Bytes(Bytes);
+pub struct Utf8Bytes(Bytes, Secrecy);
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+enum Secrecy {
+    #[default]
+    Public,
+    Secret,
+}
 
 impl Utf8Bytes {
     /// Text from a static string, without allocating.
     pub const fn from_static(s: &'static str) -> Self {
-        Self(Bytes::from_static(s.as_bytes()))
+        Self(Bytes::from_static(s.as_bytes()), Secrecy::Public)
+    }
+
+    /// Text that must never be printed: `Debug` and `Display` show `<redacted>`.
+    pub fn secret(s: String) -> Self {
+        Self(Bytes::from(s), Secrecy::Secret)
+    }
+
+    /// Whether this text is redacted when printed.
+    pub fn is_secret(&self) -> bool {
+        self.1 == Secrecy::Secret
+    }
+
+    /// `part`, a slice of this text, shared without copying or checking again. A `part`
+    /// from elsewhere is copied.
+    pub fn share(&self, part: &str) -> Self {
+        let outer = self.0.as_ptr_range();
+        let inner = part.as_bytes().as_ptr_range();
+        if outer.start <= inner.start && inner.end <= outer.end {
+            Self(self.0.slice_ref(part.as_bytes()), self.1)
+        } else {
+            Self(Bytes::copy_from_slice(part.as_bytes()), self.1)
+        }
     }
 
     /// The text. Cost: one UTF-8 scan, since core holds no `unsafe` to skip it.
@@ -45,13 +76,13 @@ impl TryFrom<Bytes> for Utf8Bytes {
     /// Checks the bytes once and keeps them without copying.
     fn try_from(bytes: Bytes) -> Result<Self, Self::Error> {
         std::str::from_utf8(&bytes)?;
-        Ok(Self(bytes))
+        Ok(Self(bytes, Secrecy::Public))
     }
 }
 
 impl From<String> for Utf8Bytes {
     fn from(s: String) -> Self {
-        Self(Bytes::from(s))
+        Self(Bytes::from(s), Secrecy::Public)
     }
 }
 
@@ -69,13 +100,19 @@ impl From<Utf8Bytes> for Bytes {
 
 impl fmt::Debug for Utf8Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
+        match self.1 {
+            Secrecy::Public => fmt::Debug::fmt(self.as_str(), f),
+            Secrecy::Secret => write!(f, "<redacted {} bytes>", self.len()),
+        }
     }
 }
 
 impl fmt::Display for Utf8Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        match self.1 {
+            Secrecy::Public => f.write_str(self.as_str()),
+            Secrecy::Secret => write!(f, "<redacted {} bytes>", self.len()),
+        }
     }
 }
 
@@ -165,6 +202,18 @@ mod tests {
         assert!(Utf8Bytes::try_from(Bytes::from_static(&[0xff, 0xfe])).is_err());
         assert_eq!(Frame::text("abc").len(), 3);
         assert!(!Frame::Ping(Bytes::new()).is_data());
+    }
+
+    #[test]
+    fn secrets_never_print_and_slices_are_shared() {
+        let secret = Utf8Bytes::secret("{\"token\":\"abc\"}".to_owned());
+        assert!(!format!("{secret:?} {secret}").contains("abc"));
+        assert_eq!(secret.as_str(), "{\"token\":\"abc\"}");
+        let text = Utf8Bytes::from("hello world".to_owned());
+        let world = text.share(&text.as_str()[6..]);
+        assert_eq!(world.as_str(), "world");
+        assert_eq!(world.as_bytes().as_ptr(), text.as_bytes()[6..].as_ptr());
+        assert_eq!(text.share("elsewhere").as_str(), "elsewhere");
     }
 
     #[test]

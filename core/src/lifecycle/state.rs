@@ -83,7 +83,8 @@ pub(crate) enum Pace {
     /// A ready connection ended. If it was stable the streak starts over with a jittered
     /// first retry; if not, it counts as one more failure.
     AfterReady { stable: bool },
-    /// After a random wait in this range, as one more attempt.
+    /// After a random wait in this range (or the backoff delay, if longer), as one more
+    /// attempt.
     Within(Duration, Duration),
 }
 

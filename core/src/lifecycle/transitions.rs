@@ -567,9 +567,11 @@ impl<P: Protocol> Client<P> {
                     return;
                 }
                 self.attempt = failures + 1;
+                let backoff = self.backoff.delay(failures, &mut self.rng);
                 match plan.pace {
-                    Pace::Within(min, max) => uniform(min, max, &mut self.rng),
-                    _ => self.backoff.delay(failures, &mut self.rng),
+                    // The server's wait is a floor; a streak of them still backs off.
+                    Pace::Within(min, max) => backoff.max(uniform(min, max, &mut self.rng)),
+                    _ => backoff,
                 }
             }
         };

@@ -1,1 +1,546 @@
 //! The Discord gateway v10 session protocol.
+//!
+//! Only the envelope of each frame (`op`, `s`, `t`) is parsed; `d` stays raw JSON, shared
+//! with the frame's buffer, for the application to deserialize as it likes.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::command::Endpoint;
+use crate::error::ConfigError;
+use crate::event::{ProtocolError, ReconnectMode, RequestId};
+use crate::frame::{CloseFrame, Frame, Utf8Bytes};
+use crate::input::CloseCause;
+use crate::protocol::{CloseClass, CloseIntent, Inbound, Liveness, OnOpen, Protocol, RateLimit};
+
+/// A bot token. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a token.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token itself, for writing it where it belongs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The identify payload (op 2): the token and whatever else the application sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identify {
+    token: Token,
+    fields: Map<String, Value>,
+}
+
+impl Identify {
+    /// An identify with `token` and `intents`, and default connection properties.
+    pub fn new(token: Token, intents: u64) -> Self {
+        let mut fields = Map::new();
+        fields.insert("intents".into(), Value::from(intents));
+        fields.insert(
+            "properties".into(),
+            serde_json::json!({
+                "os": std::env::consts::OS,
+                "browser": "tether",
+                "device": "tether",
+            }),
+        );
+        Self { token, fields }
+    }
+
+    /// The connection properties object.
+    pub fn properties(self, properties: Value) -> Self {
+        self.field("properties", properties)
+    }
+
+    /// The shard: `[id, count]`.
+    pub fn shard(self, id: u32, count: u32) -> Self {
+        self.field("shard", serde_json::json!([id, count]))
+    }
+
+    /// The initial presence object.
+    pub fn presence(self, presence: Value) -> Self {
+        self.field("presence", presence)
+    }
+
+    /// Any other identify field (`large_threshold`, `compress`...). `token` cannot be set
+    /// this way: it is always the one given to [`new`](Self::new).
+    pub fn field(mut self, name: impl Into<String>, value: Value) -> Self {
+        let name = name.into();
+        if name != "token" {
+            self.fields.insert(name, value);
+        }
+        self
+    }
+
+    fn frame(&self) -> Frame {
+        let mut d = self.fields.clone();
+        d.insert("token".into(), Value::from(self.token.expose()));
+        let frame = serde_json::json!({ "op": 2, "d": d });
+        Frame::Text(Utf8Bytes::secret(frame.to_string()))
+    }
+}
+
+/// What it takes to resume a session, possibly in another process: export it with
+/// [`Discord::session`], import it with [`Discord::with_session`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscordSession {
+    /// The session id from READY.
+    pub session_id: String,
+    /// The last dispatch sequence seen.
+    pub sequence: Option<u64>,
+    /// The `resume_gateway_url` from READY.
+    pub resume_url: Option<String>,
+}
+
+/// A dispatch (op 0): its sequence, its event name, and its data as raw JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatch {
+    /// The sequence number.
+    pub seq: u64,
+    /// The event name (`t`), such as `MESSAGE_CREATE`.
+    pub name: Utf8Bytes,
+    /// The data (`d`), raw JSON shared with the frame's buffer.
+    pub data: Utf8Bytes,
+}
+
+impl Dispatch {
+    /// Deserializes the data into the application's type.
+    pub fn deserialize<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.data.as_str())
+    }
+}
+
+/// How the discord profile treats each close code from the server. Every code not listed
+/// (1000 and 1001 included, and a drop without a close frame) resumes.
+pub const CLOSE_CODES: [(u16, &str, CloseClass); 14] = [
+    (4000, "unknown error", CloseClass::Resume),
+    (4001, "unknown opcode", CloseClass::Resume),
+    (4002, "decode error", CloseClass::Resume),
+    (4003, "not authenticated", CloseClass::Resume),
+    (4004, "authentication failed", CloseClass::Fatal),
+    (4005, "already authenticated", CloseClass::Resume),
+    (4007, "invalid seq", CloseClass::Fresh),
+    (4008, "rate limited", CloseClass::Resume),
+    (4009, "session timed out", CloseClass::Fresh),
+    (4010, "invalid shard", CloseClass::Fatal),
+    (4011, "sharding required", CloseClass::Fatal),
+    (4012, "invalid api version", CloseClass::Fatal),
+    (4013, "invalid intents", CloseClass::Fatal),
+    (4014, "disallowed intents", CloseClass::Fatal),
+];
+
+/// The class of a close code under [`CLOSE_CODES`].
+pub fn close_class(code: u16) -> CloseClass {
+    CLOSE_CODES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map_or(CloseClass::Resume, |(_, _, class)| *class)
+}
+
+/// The Discord gateway v10 session protocol: hello, identify or resume, heartbeats with
+/// the last sequence, dispatches, reconnect, invalid session, and its close codes.
+#[derive(Debug, Clone)]
+pub struct Discord {
+    identify: Identify,
+    session: Option<Session>,
+    seq: Option<u64>,
+    interval: Option<Duration>,
+    any_frame_is_ack: bool,
+    max_resume_failures: u32,
+    resume_failures: u32,
+    resuming: bool,
+    rate_limit: RateLimit,
+    query: String,
+    pending_error: Option<ProtocolError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Session {
+    id: String,
+    resume_url: Option<String>,
+}
+
+/// Settings of the discord profile; [`build`](Self::build) checks them.
+#[derive(Debug, Clone)]
+pub struct DiscordBuilder {
+    profile: Discord,
+}
+
+impl Discord {
+    /// A profile identifying with `identify`.
+    pub fn builder(identify: Identify) -> DiscordBuilder {
+        DiscordBuilder {
+            profile: Self {
+                identify,
+                session: None,
+                seq: None,
+                interval: None,
+                any_frame_is_ack: false,
+                max_resume_failures: 3,
+                resume_failures: 0,
+                resuming: false,
+                rate_limit: RateLimit {
+                    max: 120,
+                    per: Duration::from_secs(60),
+                    reserved: 5,
+                },
+                query: "v=10&encoding=json".to_owned(),
+                pending_error: None,
+            },
+        }
+    }
+
+    /// The session to resume, if any, for the application to keep across its restarts.
+    pub fn session(&self) -> Option<DiscordSession> {
+        self.session.as_ref().map(|s| DiscordSession {
+            session_id: s.id.clone(),
+            sequence: self.seq,
+            resume_url: s.resume_url.clone(),
+        })
+    }
+
+    /// The last dispatch sequence seen.
+    pub fn sequence(&self) -> Option<u64> {
+        self.seq
+    }
+
+    fn resume_frame(&self, session: &Session) -> Frame {
+        let frame = serde_json::json!({
+            "op": 6,
+            "d": {
+                "token": self.identify.token.expose(),
+                "session_id": session.id,
+                "seq": self.seq,
+            }
+        });
+        Frame::Text(Utf8Bytes::secret(frame.to_string()))
+    }
+
+    fn dispatch(&mut self, text: &Utf8Bytes, envelope: Envelope<'_>) -> Inbound<Dispatch, Never> {
+        let (Some(seq), Some(name)) = (envelope.s, envelope.t) else {
+            return error("dispatch without s or t");
+        };
+        if let Some(last) = self.seq {
+            if seq <= last {
+                return error(format!(
+                    "sequence {seq} after {last}: repeated or backwards, dropped"
+                ));
+            }
+            if seq > last + 1 {
+                self.pending_error = Some(ProtocolError::new(format!(
+                    "sequence gap: {} missing before {seq}",
+                    seq - last - 1
+                )));
+            }
+        }
+        self.seq = Some(seq);
+        let data = envelope
+            .d
+            .map_or_else(|| Utf8Bytes::from_static("null"), |d| text.share(d.get()));
+        let name = match name {
+            Cow::Borrowed(name) => text.share(name),
+            Cow::Owned(name) => Utf8Bytes::from(name),
+        };
+        let dispatch = Dispatch { seq, name, data };
+        match dispatch.name.as_str() {
+            "READY" => self.ready(dispatch),
+            "RESUMED" => {
+                self.resumed();
+                Inbound::Ready {
+                    resumed: true,
+                    message: Some(dispatch),
+                }
+            }
+            _ => Inbound::Message(dispatch),
+        }
+    }
+
+    fn ready(&mut self, dispatch: Dispatch) -> Inbound<Dispatch, Never> {
+        #[derive(Deserialize)]
+        struct Ready {
+            session_id: String,
+            resume_gateway_url: Option<String>,
+        }
+        match dispatch.deserialize::<Ready>() {
+            Ok(ready) => {
+                self.session = Some(Session {
+                    id: ready.session_id,
+                    resume_url: ready.resume_gateway_url,
+                });
+                self.resumed();
+                Inbound::Ready {
+                    resumed: false,
+                    message: Some(dispatch),
+                }
+            }
+            Err(e) => Inbound::Error(ProtocolError::fatal(format!("READY unreadable: {e}"))),
+        }
+    }
+
+    fn resumed(&mut self) {
+        self.resuming = false;
+        self.resume_failures = 0;
+    }
+
+    fn hello(&mut self, d: Option<&RawValue>) -> Inbound<Dispatch, Never> {
+        #[derive(Deserialize)]
+        struct Hello {
+            heartbeat_interval: u64,
+        }
+        match d.map(|d| serde_json::from_str::<Hello>(d.get())) {
+            Some(Ok(hello)) if hello.heartbeat_interval > 0 => {
+                self.interval = Some(Duration::from_millis(hello.heartbeat_interval));
+                Inbound::Hello
+            }
+            _ => Inbound::Error(ProtocolError::fatal(
+                "hello without a positive heartbeat_interval",
+            )),
+        }
+    }
+
+    fn invalid_session(d: Option<&RawValue>) -> Inbound<Dispatch, Never> {
+        match d.map(|d| serde_json::from_str::<bool>(d.get())) {
+            Some(Ok(true)) => Inbound::InvalidSession {
+                resumable: true,
+                wait: (Duration::ZERO, Duration::ZERO),
+            },
+            Some(Ok(false)) => Inbound::InvalidSession {
+                resumable: false,
+                wait: (Duration::from_secs(1), Duration::from_secs(5)),
+            },
+            _ => error("invalid session without a boolean d"),
+        }
+    }
+}
+
+impl DiscordBuilder {
+    /// The session to resume first (imported from an earlier run).
+    pub fn session(mut self, session: DiscordSession) -> Self {
+        self.profile.session = Some(Session {
+            id: session.session_id,
+            resume_url: session.resume_url,
+        });
+        self.profile.seq = session.sequence;
+        self
+    }
+
+    /// Count any inbound frame as the heartbeat's ack, for gateways that ack late under
+    /// load (the protocol itself acks with op 11: the default).
+    pub fn any_frame_is_ack(mut self, yes: bool) -> Self {
+        self.profile.any_frame_is_ack = yes;
+        self
+    }
+
+    /// After this many failed resumes in a row, identify afresh (default 3).
+    pub fn max_resume_failures(mut self, n: u32) -> Self {
+        self.profile.max_resume_failures = n;
+        self
+    }
+
+    /// The gateway's command rate limit (default 120 per 60 s, 5 reserved for heartbeats
+    /// and handshakes).
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.profile.rate_limit = limit;
+        self
+    }
+
+    /// Checks the settings.
+    pub fn build(self) -> Result<Discord, ConfigError> {
+        let p = &self.profile;
+        if p.max_resume_failures == 0 {
+            return Err(ConfigError::Zero {
+                field: "max_resume_failures",
+            });
+        }
+        if p.rate_limit.max == 0 || p.rate_limit.per.is_zero() {
+            return Err(ConfigError::Zero {
+                field: "rate_limit",
+            });
+        }
+        if p.rate_limit.reserved >= p.rate_limit.max {
+            return Err(ConfigError::Conflict {
+                field: "rate_limit",
+                problem: "reserved slots must leave some for the application",
+            });
+        }
+        Ok(self.profile)
+    }
+}
+
+/// Discord has no request/response of its own.
+type Never = std::convert::Infallible;
+
+/// The envelope of a gateway frame. `d` stays raw.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    op: u64,
+    #[serde(borrow)]
+    d: Option<&'a RawValue>,
+    s: Option<u64>,
+    #[serde(borrow)]
+    t: Option<Cow<'a, str>>,
+}
+
+fn error(reason: impl Into<Cow<'static, str>>) -> Inbound<Dispatch, Never> {
+    Inbound::Error(ProtocolError::new(reason))
+}
+
+impl Protocol for Discord {
+    type Message = Dispatch;
+    type Request = Never;
+    type Response = Never;
+
+    fn endpoint(&self) -> Endpoint {
+        match &self.session {
+            Some(Session {
+                resume_url: Some(url),
+                ..
+            }) => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                let slash = if url.ends_with('/') || url.contains('?') {
+                    ""
+                } else {
+                    "/"
+                };
+                Endpoint::Url(format!("{url}{slash}{separator}{}", self.query))
+            }
+            _ => Endpoint::Primary,
+        }
+    }
+
+    fn on_open(&mut self) -> OnOpen {
+        self.interval = None;
+        self.resuming = false;
+        OnOpen::AwaitHello
+    }
+
+    fn handshake(&mut self) -> Option<Frame> {
+        match &self.session {
+            Some(session) => {
+                self.resuming = true;
+                Some(self.resume_frame(session))
+            }
+            None => Some(self.identify.frame()),
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame) -> Inbound<Dispatch, Never> {
+        let Frame::Text(text) = frame else {
+            return error("binary frame: compressed and ETF payloads are not supported");
+        };
+        let envelope: Envelope<'_> = match serde_json::from_str(text.as_str()) {
+            Ok(envelope) => envelope,
+            Err(e) => return error(format!("malformed frame: {e}")),
+        };
+        match envelope.op {
+            0 => self.dispatch(&text, envelope),
+            1 => Inbound::HeartbeatRequest,
+            7 => Inbound::Reconnect,
+            9 => Self::invalid_session(envelope.d),
+            10 => self.hello(envelope.d),
+            11 => Inbound::HeartbeatAck,
+            op => error(format!("unknown opcode {op}")),
+        }
+    }
+
+    fn poll_protocol_error(&mut self) -> Option<ProtocolError> {
+        self.pending_error.take()
+    }
+
+    fn liveness(&self) -> Liveness {
+        Liveness {
+            heartbeat_interval: self.interval,
+            silence_timeout: None,
+            any_frame_is_ack: self.any_frame_is_ack,
+        }
+    }
+
+    fn heartbeat(&mut self) -> Option<Frame> {
+        let d = self
+            .seq
+            .map_or_else(|| "null".to_owned(), |s| s.to_string());
+        Some(Frame::text(format!("{{\"op\":1,\"d\":{d}}}")))
+    }
+
+    fn encode_request(&mut self, _id: RequestId, request: Never) -> Frame {
+        match request {}
+    }
+
+    fn classify_close(&self, cause: &CloseCause) -> CloseClass {
+        cause.code().map_or(CloseClass::Resume, close_class)
+    }
+
+    fn close_frame(&self, intent: CloseIntent) -> CloseFrame {
+        match intent {
+            // 1000 and 1001 end the session: right for shutdown and a fresh start, never
+            // for a close that means to resume.
+            CloseIntent::Shutdown => CloseFrame::new(1000, "shutdown"),
+            CloseIntent::Reconnect(ReconnectMode::Fresh) => CloseFrame::new(1000, "new session"),
+            CloseIntent::Reconnect(ReconnectMode::Resume) => CloseFrame::new(4000, "resuming"),
+        }
+    }
+
+    fn can_resume(&self) -> bool {
+        self.session.is_some()
+    }
+
+    fn clear_resume(&mut self) {
+        self.session = None;
+        self.seq = None;
+        self.resume_failures = 0;
+    }
+
+    /// A connect to the resume URL failed: the next attempts go to the main URL (still
+    /// resuming), and the failure counts toward the circuit breaker.
+    fn on_open_failed(&mut self) {
+        if let Some(session) = &mut self.session {
+            if session.resume_url.take().is_some() {
+                self.count_resume_failure();
+            }
+        }
+    }
+
+    fn on_connection_end(&mut self, reached_ready: bool) {
+        if self.resuming && !reached_ready {
+            self.count_resume_failure();
+        }
+        self.resuming = false;
+    }
+
+    fn rate_limit(&self) -> Option<RateLimit> {
+        Some(self.rate_limit)
+    }
+}
+
+impl Discord {
+    /// The resume circuit breaker: after `max_resume_failures` in a row, start afresh on
+    /// the main URL, so a stale resume URL or session cannot trap the client.
+    fn count_resume_failure(&mut self) {
+        self.resume_failures += 1;
+        if self.resume_failures >= self.max_resume_failures {
+            self.clear_resume();
+        }
+    }
+}
