@@ -80,7 +80,9 @@ pub use event::{
 pub use frame::{CloseFrame, Frame, Utf8Bytes};
 pub use input::{CloseCause, Input, OpenError, OpenErrorKind, TransportErrorKind};
 pub use lifecycle::{Client, SendOptions, Status};
+pub use protocol::discord::{Discord, DiscordSession, Dispatch, Identify, Token};
 pub use protocol::plain::Plain;
+pub use protocol::rpc::{Rpc, RpcEvent, RpcRequest};
 pub use protocol::{Liveness, Protocol, RateLimit};
 pub use stats::Stats;
 pub use timer::Timer;

@@ -1,1 +1,416 @@
 //! JSON request, response and event frames.
+//!
+//! ```text
+//! {"type":"req","id":1,"method":"sum","params":[1,2]}
+//! {"type":"res","id":1,"ok":true,"payload":3}
+//! {"type":"res","id":1,"ok":false,"error":{"code":"BAD","message":"no"}}
+//! {"type":"event","event":"price","payload":{..},"seq":7}
+//! ```
+//!
+//! Handshake: optionally a `connect.challenge` event carrying `{"nonce":..}`, then a
+//! `connect` request (id `"connect"`) whose ok response is ready and may advertise
+//! `{"methods":[..],"tick_interval_ms":..}`. The server's `tick` events prove it alive:
+//! no frame for two tick intervals is a zombie. An application-level `ping` request is
+//! sent only when the server advertised `ping`, or the application demands it (F6).
+//! Payloads stay raw JSON, shared with the frame's buffer.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::error::ConfigError;
+use crate::event::{ProtocolError, RemoteError, RequestId};
+use crate::frame::{CloseFrame, Frame, Utf8Bytes};
+use crate::input::CloseCause;
+use crate::protocol::{CloseClass, CloseIntent, Inbound, Liveness, OnOpen, Protocol};
+
+/// A request to the server: a method and its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcRequest {
+    /// The method name.
+    pub method: Cow<'static, str>,
+    /// The parameters (`Value::Null` to send none).
+    pub params: Value,
+}
+
+impl RpcRequest {
+    /// A request of `method` with `params`.
+    pub fn new(method: impl Into<Cow<'static, str>>, params: Value) -> Self {
+        Self {
+            method: method.into(),
+            params,
+        }
+    }
+}
+
+/// An event from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcEvent {
+    /// The event name.
+    pub name: Utf8Bytes,
+    /// The payload, raw JSON (`null` when absent).
+    pub payload: Utf8Bytes,
+    /// The sequence number, when the server numbers its events.
+    pub seq: Option<u64>,
+}
+
+/// The rpc profile.
+#[derive(Debug, Clone)]
+pub struct Rpc {
+    connect_params: Map<String, Value>,
+    expect_challenge: bool,
+    force_ping: bool,
+    ping_interval: Duration,
+    fatal_codes: Vec<u16>,
+    // Per connection:
+    awaiting_challenge: bool,
+    nonce: Option<String>,
+    ping_advertised: bool,
+    tick: Option<Duration>,
+    pings_sent: u64,
+    last_seq: Option<u64>,
+    pending_error: Option<ProtocolError>,
+}
+
+/// Settings of the rpc profile; [`build`](Self::build) checks them.
+#[derive(Debug, Clone)]
+pub struct RpcBuilder {
+    profile: Rpc,
+}
+
+impl Rpc {
+    /// A profile whose `connect` request carries `params` (credentials, client name...).
+    pub fn builder(params: Map<String, Value>) -> RpcBuilder {
+        RpcBuilder {
+            profile: Self {
+                connect_params: params,
+                expect_challenge: false,
+                force_ping: false,
+                ping_interval: Duration::from_secs(30),
+                fatal_codes: Vec::new(),
+                awaiting_challenge: false,
+                nonce: None,
+                ping_advertised: false,
+                tick: None,
+                pings_sent: 0,
+                last_seq: None,
+                pending_error: None,
+            },
+        }
+    }
+
+    /// Whether pings go out on this connection.
+    fn pinging(&self) -> bool {
+        self.force_ping || self.ping_advertised
+    }
+
+    fn connect_frame(&self) -> Frame {
+        let mut params = self.connect_params.clone();
+        if let Some(nonce) = &self.nonce {
+            params.insert("nonce".into(), Value::from(nonce.as_str()));
+        }
+        let frame = serde_json::json!({
+            "type": "req",
+            "id": "connect",
+            "method": "connect",
+            "params": params,
+        });
+        Frame::Text(Utf8Bytes::secret(frame.to_string()))
+    }
+
+    fn response(
+        &mut self,
+        envelope: Envelope<'_>,
+        text: &Utf8Bytes,
+    ) -> Inbound<RpcEvent, Utf8Bytes> {
+        let Some(id) = envelope.id else {
+            return error("response without id");
+        };
+        let result = match (envelope.ok, envelope.error) {
+            (Some(true), _) => Ok(envelope
+                .payload
+                .map_or_else(|| Utf8Bytes::from_static("null"), |p| text.share(p.get()))),
+            (Some(false), Some(e)) => Err(e.into_remote()),
+            _ => return error("response without ok, or an error without details"),
+        };
+        if let Ok(n) = serde_json::from_str::<u64>(id.get()) {
+            return Inbound::Response {
+                id: RequestId::new(n),
+                result,
+            };
+        }
+        match serde_json::from_str::<Cow<'_, str>>(id.get()).as_deref() {
+            Ok("connect") => self.connected(result),
+            Ok(ping) if ping.strip_prefix("ping-") == Some(&self.pings_sent.to_string()) => {
+                Inbound::HeartbeatAck
+            }
+            Ok(ping) if ping.starts_with("ping-") => Inbound::Ignored,
+            _ => error("response to an id never sent"),
+        }
+    }
+
+    fn connected(
+        &mut self,
+        result: Result<Utf8Bytes, RemoteError>,
+    ) -> Inbound<RpcEvent, Utf8Bytes> {
+        #[derive(Deserialize, Default)]
+        struct Welcome {
+            #[serde(default)]
+            methods: Vec<String>,
+            tick_interval_ms: Option<u64>,
+        }
+        let payload = match result {
+            Ok(payload) => payload,
+            Err(e) => {
+                return Inbound::Error(ProtocolError::fatal(format!(
+                    "connect rejected: {} {}",
+                    e.code, e.message
+                )));
+            }
+        };
+        let welcome = match payload.as_str() {
+            "null" => Welcome::default(),
+            json => match serde_json::from_str::<Welcome>(json) {
+                Ok(welcome) => welcome,
+                Err(e) => {
+                    return Inbound::Error(ProtocolError::fatal(format!(
+                        "connect response unreadable: {e}"
+                    )));
+                }
+            },
+        };
+        self.ping_advertised = welcome.methods.iter().any(|m| m == "ping");
+        self.tick = welcome
+            .tick_interval_ms
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis);
+        Inbound::Ready {
+            resumed: false,
+            message: None,
+        }
+    }
+
+    fn event(&mut self, envelope: Envelope<'_>, text: &Utf8Bytes) -> Inbound<RpcEvent, Utf8Bytes> {
+        let Some(name) = envelope.event else {
+            return error("event without a name");
+        };
+        match name.as_ref() {
+            "tick" => return Inbound::Ignored,
+            "connect.challenge" if self.awaiting_challenge => {
+                return self.challenge(envelope.payload);
+            }
+            _ => {}
+        }
+        if let (Some(seq), Some(last)) = (envelope.seq, self.last_seq) {
+            if seq <= last {
+                return error(format!("event sequence {seq} after {last}: dropped"));
+            }
+            if seq > last + 1 {
+                self.pending_error = Some(ProtocolError::new(format!(
+                    "event sequence gap: {} missing before {seq}",
+                    seq - last - 1
+                )));
+            }
+        }
+        if envelope.seq.is_some() {
+            self.last_seq = envelope.seq;
+        }
+        let name = match name {
+            Cow::Borrowed(name) => text.share(name),
+            Cow::Owned(name) => Utf8Bytes::from(name),
+        };
+        let payload = envelope
+            .payload
+            .map_or_else(|| Utf8Bytes::from_static("null"), |p| text.share(p.get()));
+        Inbound::Message(RpcEvent {
+            name,
+            payload,
+            seq: envelope.seq,
+        })
+    }
+
+    fn challenge(&mut self, payload: Option<&RawValue>) -> Inbound<RpcEvent, Utf8Bytes> {
+        #[derive(Deserialize)]
+        struct Challenge {
+            nonce: String,
+        }
+        match payload.map(|p| serde_json::from_str::<Challenge>(p.get())) {
+            Some(Ok(challenge)) => {
+                self.awaiting_challenge = false;
+                self.nonce = Some(challenge.nonce);
+                Inbound::Hello
+            }
+            _ => Inbound::Error(ProtocolError::fatal("challenge without a nonce")),
+        }
+    }
+}
+
+impl RpcBuilder {
+    /// Wait for a `connect.challenge` event and answer its nonce in `connect`.
+    pub fn expect_challenge(mut self, yes: bool) -> Self {
+        self.profile.expect_challenge = yes;
+        self
+    }
+
+    /// Send `ping` requests even if the server did not advertise them.
+    pub fn force_ping(mut self, yes: bool) -> Self {
+        self.profile.force_ping = yes;
+        self
+    }
+
+    /// How often to ping, when pinging (default 30 s).
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.profile.ping_interval = interval;
+        self
+    }
+
+    /// Close codes after which retrying cannot help: the client stops.
+    pub fn fatal_codes(mut self, codes: impl IntoIterator<Item = u16>) -> Self {
+        self.profile.fatal_codes = codes.into_iter().collect();
+        self
+    }
+
+    /// Checks the settings.
+    pub fn build(self) -> Result<Rpc, ConfigError> {
+        if self.profile.ping_interval.is_zero() {
+            return Err(ConfigError::Zero {
+                field: "ping_interval",
+            });
+        }
+        Ok(self.profile)
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    ok: Option<bool>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+    error: Option<WireError>,
+    #[serde(borrow)]
+    event: Option<Cow<'a, str>>,
+    seq: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    code: Value,
+    #[serde(default)]
+    message: String,
+}
+
+impl WireError {
+    fn into_remote(self) -> RemoteError {
+        let code = match self.code {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        RemoteError {
+            code,
+            message: self.message,
+        }
+    }
+}
+
+fn error(reason: impl Into<Cow<'static, str>>) -> Inbound<RpcEvent, Utf8Bytes> {
+    Inbound::Error(ProtocolError::new(reason))
+}
+
+impl Protocol for Rpc {
+    type Message = RpcEvent;
+    type Request = RpcRequest;
+    type Response = Utf8Bytes;
+
+    fn on_open(&mut self) -> OnOpen {
+        self.awaiting_challenge = self.expect_challenge;
+        self.nonce = None;
+        self.ping_advertised = false;
+        self.tick = None;
+        self.last_seq = None;
+        if self.expect_challenge {
+            OnOpen::AwaitHello
+        } else {
+            OnOpen::Handshake
+        }
+    }
+
+    fn handshake(&mut self) -> Option<Frame> {
+        Some(self.connect_frame())
+    }
+
+    fn on_frame(&mut self, frame: Frame) -> Inbound<RpcEvent, Utf8Bytes> {
+        let Frame::Text(text) = frame else {
+            return error("binary frame: this protocol is JSON text");
+        };
+        let envelope: Envelope<'_> = match serde_json::from_str(text.as_str()) {
+            Ok(envelope) => envelope,
+            Err(e) => return error(format!("malformed frame: {e}")),
+        };
+        match envelope.kind.as_ref() {
+            "res" => self.response(envelope, &text),
+            "event" => self.event(envelope, &text),
+            "req" => error("requests from the server are not supported"),
+            other => error(format!("unknown frame type {other:?}")),
+        }
+    }
+
+    fn poll_protocol_error(&mut self) -> Option<ProtocolError> {
+        self.pending_error.take()
+    }
+
+    fn liveness(&self) -> Liveness {
+        Liveness {
+            heartbeat_interval: self.pinging().then_some(self.ping_interval),
+            silence_timeout: self.tick.map(|tick| tick * 2),
+            any_frame_is_ack: false,
+        }
+    }
+
+    fn heartbeat(&mut self) -> Option<Frame> {
+        if !self.pinging() {
+            return None;
+        }
+        self.pings_sent += 1;
+        Some(Frame::text(format!(
+            "{{\"type\":\"req\",\"id\":\"ping-{}\",\"method\":\"ping\"}}",
+            self.pings_sent
+        )))
+    }
+
+    fn encode_request(&mut self, id: RequestId, request: RpcRequest) -> Frame {
+        let frame = serde_json::json!({
+            "type": "req",
+            "id": id.get(),
+            "method": request.method,
+            "params": request.params,
+        });
+        Frame::text(frame.to_string())
+    }
+
+    fn classify_close(&self, cause: &CloseCause) -> CloseClass {
+        match cause.code() {
+            Some(code) if self.fatal_codes.contains(&code) => CloseClass::Fatal,
+            _ => CloseClass::Resume,
+        }
+    }
+
+    fn close_frame(&self, intent: CloseIntent) -> CloseFrame {
+        match intent {
+            CloseIntent::Shutdown => CloseFrame::new(1000, "shutdown"),
+            CloseIntent::Reconnect(_) => CloseFrame::new(4000, "reconnecting"),
+        }
+    }
+
+    fn can_resume(&self) -> bool {
+        false
+    }
+
+    fn clear_resume(&mut self) {}
+}

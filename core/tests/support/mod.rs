@@ -184,6 +184,17 @@ where
         r
     }
 
+    pub fn send_with(
+        &mut self,
+        frame: Frame,
+        options: tether_core::SendOptions,
+    ) -> Result<SendId, SendError> {
+        self.checker.call(Call::Other);
+        let r = self.client.send_with(frame, options, self.now);
+        self.drain();
+        r
+    }
+
     pub fn send_with_ttl(&mut self, frame: Frame, ttl: Duration) -> Result<SendId, SendError> {
         self.checker.call(Call::Other);
         let r = self.client.send_with_ttl(frame, ttl, self.now);
