@@ -42,6 +42,8 @@ enum Op {
     Elapse(u32),
     Jump(u32),
     Backwards(Conn, u16),
+    Request(u8, u16),
+    Grant(Conn),
 }
 
 fn conn() -> impl Strategy<Value = Conn> {
@@ -68,6 +70,8 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0u32..40_000).prop_map(Op::Elapse),
         1 => (0u32..120_000).prop_map(Op::Jump),
         1 => (conn(), any::<u16>()).prop_map(|(c, d)| Op::Backwards(c, d)),
+        2 => (any::<u8>(), 0u16..20_000).prop_map(|(n, t)| Op::Request(n, t)),
+        1 => conn().prop_map(Op::Grant),
     ]
 }
 
@@ -155,7 +159,13 @@ fn close_cause(kind: u8) -> CloseCause {
     }
 }
 
-fn run<P: Protocol>(mut sim: Sim<P>, ops: Vec<Op>)
+/// What a profile needs from the generator: its frames, and its requests if it has any.
+struct Profile<P: Protocol> {
+    frame: fn(u8) -> Frame,
+    request: Option<fn(u8) -> P::Request>,
+}
+
+fn run<P: Protocol>(mut sim: Sim<P>, ops: Vec<Op>, profile: &Profile<P>)
 where
     P::Message: std::fmt::Debug + Clone,
     P::Response: std::fmt::Debug + Clone,
@@ -206,7 +216,7 @@ where
                 let conn = resolve(&sim, &target);
                 sim.input(Input::Frame {
                     conn,
-                    frame: frame(selector),
+                    frame: (profile.frame)(selector),
                 });
             }
             Op::Closed(target, kind) => {
@@ -224,11 +234,20 @@ where
                 sim.input_stamped(
                     Input::Frame {
                         conn,
-                        frame: frame(ms as u8),
+                        frame: (profile.frame)(ms as u8),
                     },
                     at,
                 );
                 sim.timeout();
+            }
+            Op::Request(n, timeout_ms) => {
+                if let Some(make) = profile.request {
+                    let _ = sim.request(make(n), Duration::from_millis(u64::from(timeout_ms)));
+                }
+            }
+            Op::Grant(target) => {
+                let conn = resolve(&sim, &target);
+                sim.input(Input::StartGranted { conn });
             }
         }
     }
@@ -242,6 +261,8 @@ where
 fn small_config(seed: u64, jitter: bool) -> tether_core::Config {
     test_config()
         .seed(seed)
+        .start_gate(seed % 3 == 0)
+        .max_pending_requests(6)
         .backoff_jitter(if jitter { 1.0 } else { 0.0 })
         .first_retry_window(Duration::from_millis(800))
         .queue_max_frames(8)
@@ -249,6 +270,75 @@ fn small_config(seed: u64, jitter: bool) -> tether_core::Config {
         .build()
         .unwrap()
 }
+
+fn discord_frame(selector: u8) -> Frame {
+    let seq = u64::from(selector % 7);
+    let text = match selector % 14 {
+        0 => r#"{"op":10,"d":{"heartbeat_interval":900}}"#.to_owned(),
+        1 => format!(
+            r#"{{"op":0,"s":{seq},"t":"READY","d":{{"session_id":"s{seq}","resume_gateway_url":"wss://r"}}}}"#
+        ),
+        2 => format!(r#"{{"op":0,"s":{seq},"t":"RESUMED","d":null}}"#),
+        3 | 4 => format!(r#"{{"op":0,"s":{seq},"t":"MESSAGE_CREATE","d":{{"n":{selector}}}}}"#),
+        5 | 6 => r#"{"op":11}"#.to_owned(),
+        7 => r#"{"op":1,"d":null}"#.to_owned(),
+        8 => r#"{"op":7,"d":null}"#.to_owned(),
+        9 => r#"{"op":9,"d":true}"#.to_owned(),
+        10 => r#"{"op":9,"d":false}"#.to_owned(),
+        11 => r#"{"op":10,"d":{"heartbeat_interval":0}}"#.to_owned(),
+        12 => return Frame::binary(vec![selector; 3]),
+        _ => "{not json".to_owned(),
+    };
+    Frame::text(text)
+}
+
+fn rpc_frame(selector: u8) -> Frame {
+    let id = selector % 5;
+    let text = match selector % 13 {
+        0 => r#"{"type":"res","id":"connect","ok":true,"payload":{"methods":["ping"],"tick_interval_ms":700}}"#.to_owned(),
+        1 => r#"{"type":"res","id":"connect","ok":true}"#.to_owned(),
+        2 => r#"{"type":"res","id":"connect","ok":false,"error":{"code":1,"message":"no"}}"#.to_owned(),
+        3 | 4 => format!(r#"{{"type":"res","id":{id},"ok":true,"payload":{selector}}}"#),
+        5 => format!(r#"{{"type":"res","id":{id},"ok":false,"error":{{"code":"E","message":"m"}}}}"#),
+        6 => format!(r#"{{"type":"res","id":"ping-{id}","ok":true}}"#),
+        7 => r#"{"type":"event","event":"tick"}"#.to_owned(),
+        8 => format!(r#"{{"type":"event","event":"e","payload":[{id}],"seq":{id}}}"#),
+        9 => r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"x"}}"#.to_owned(),
+        10 => return Frame::Ping(bytes::Bytes::from_static(b"p")),
+        11 => r#"{"type":"res","id":1}"#.to_owned(),
+        _ => "]".to_owned(),
+    };
+    Frame::text(text)
+}
+
+fn discord_profile() -> tether_core::Discord {
+    let identify = tether_core::Identify::new(tether_core::Token::new("t"), 1);
+    tether_core::Discord::builder(identify).build().unwrap()
+}
+
+fn rpc_profile(challenge: bool) -> tether_core::Rpc {
+    tether_core::Rpc::builder(serde_json::Map::new())
+        .expect_challenge(challenge)
+        .build()
+        .unwrap()
+}
+
+const PLAIN: Profile<tether_core::Plain> = Profile {
+    frame,
+    request: None,
+};
+const HELLO: Profile<HelloProfile> = Profile {
+    frame,
+    request: None,
+};
+const DISCORD: Profile<tether_core::Discord> = Profile {
+    frame: discord_frame,
+    request: None,
+};
+const RPC: Profile<tether_core::Rpc> = Profile {
+    frame: rpc_frame,
+    request: Some(|n| tether_core::RpcRequest::new("m", serde_json::json!(n))),
+};
 
 proptest! {
     #![proptest_config(ProptestConfig {
@@ -266,7 +356,7 @@ proptest! {
     ) {
         let mut sim = Sim::new(small_config(seed, jitter), plain_beating());
         sim.net = net;
-        run(sim, ops);
+        run(sim, ops, &PLAIN);
     }
 
     #[test]
@@ -278,6 +368,39 @@ proptest! {
     ) {
         let mut sim = Sim::new(small_config(seed, jitter), HelloProfile::default());
         sim.net = net;
-        run(sim, ops);
+        run(sim, ops, &HELLO);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 5_000,
+        max_shrink_iters: 10_000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn discord_machine_keeps_its_invariants(
+        seed in any::<u64>(),
+        jitter in any::<bool>(),
+        net in net(),
+        ops in proptest::collection::vec(op(), 1..80),
+    ) {
+        let mut sim = Sim::new(small_config(seed, jitter), discord_profile());
+        sim.net = net;
+        run(sim, ops, &DISCORD);
+    }
+
+    #[test]
+    fn rpc_machine_keeps_its_invariants(
+        seed in any::<u64>(),
+        jitter in any::<bool>(),
+        challenge in any::<bool>(),
+        net in net(),
+        ops in proptest::collection::vec(op(), 1..80),
+    ) {
+        let mut sim = Sim::new(small_config(seed, jitter), rpc_profile(challenge));
+        sim.net = net;
+        run(sim, ops, &RPC);
     }
 }
