@@ -6,14 +6,20 @@
 //!   (`handle_input`, then `poll_event`).
 //! - `heartbeat/client_cycle`: one heartbeat: `handle_timeout` at the deadline, the ping
 //!   polled, the matching pong fed back.
+//! - `discord/baseline_value_parse`: a 1 KiB dispatch parsed into a `serde_json::Value`.
+//! - `discord/client_dispatch`: the same dispatch through a ready discord client, input to
+//!   event (only the envelope is parsed; `d` stays raw). Target: at most half the baseline.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use tether_core::{Client, Command, Config, ConnId, Event, Frame, Input, Plain, Utf8Bytes};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use tether_core::{
+    Client, Command, Config, ConnId, Discord, Event, Frame, Identify, Input, Plain, Token,
+    Utf8Bytes,
+};
 
 #[allow(clippy::disallowed_methods)]
 fn epoch() -> Instant {
@@ -103,5 +109,84 @@ fn heartbeat(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, frames, heartbeat);
+/// A MESSAGE_CREATE dispatch of about 1 KiB, as a chat gateway sends them.
+fn dispatch_text(seq: u64) -> String {
+    let filler = "lorem ipsum dolor sit amet ".repeat(12);
+    format!(
+        r#"{{"op":0,"s":{seq},"t":"MESSAGE_CREATE","d":{{"id":"1180000000000000{seq:04}","channel_id":"1100000000000000001","guild_id":"1000000000000000001","author":{{"id":"2000000000000000002","username":"someone","discriminator":"0","avatar":"a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6","bot":false}},"member":{{"roles":["3000000000000000003","3000000000000000004"],"joined_at":"2024-01-01T00:00:00.000000+00:00","deaf":false,"mute":false}},"content":"{filler}","timestamp":"2026-11-23T12:00:00.000000+00:00","edited_timestamp":null,"tts":false,"mention_everyone":false,"mentions":[],"mention_roles":[],"attachments":[],"embeds":[],"pinned":false,"type":0,"flags":0,"nonce":"1180000000000000000"}}}}"#
+    )
+}
+
+fn discord(c: &mut Criterion) {
+    let mut group = c.benchmark_group("discord");
+    let len = dispatch_text(1).len();
+    assert!((900..1300).contains(&len), "dispatch is {len} bytes");
+
+    let mut seq = 1;
+    group.bench_function("baseline_value_parse", |b| {
+        b.iter_batched(
+            || {
+                seq += 1;
+                Frame::text(dispatch_text(seq))
+            },
+            |frame| {
+                let Frame::Text(text) = frame else {
+                    unreachable!()
+                };
+                black_box(serde_json::from_str::<serde_json::Value>(text.as_str()).unwrap())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+
+    let config = Config::builder().seed(1).build().unwrap();
+    let profile = Discord::builder(Identify::new(Token::new("t"), 1))
+        .build()
+        .unwrap();
+    let mut client = Client::new(config, profile);
+    let t0 = epoch();
+    client.connect(t0).unwrap();
+    let conn = ConnId::new(1);
+    let feed = |client: &mut Client<Discord>, text: &str| {
+        client.handle_input(
+            Input::Frame {
+                conn,
+                frame: Frame::text(text.to_owned()),
+            },
+            t0,
+        );
+    };
+    client.handle_input(Input::Opened { conn }, t0);
+    feed(&mut client, r#"{"op":10,"d":{"heartbeat_interval":41250}}"#);
+    feed(
+        &mut client,
+        r#"{"op":0,"s":1,"t":"READY","d":{"session_id":"s","resume_gateway_url":"wss://r"}}"#,
+    );
+    while client.poll_command().is_some() {}
+    while client.poll_event().is_some() {}
+    let mut seq = 1;
+    group.bench_function("client_dispatch", |b| {
+        b.iter_batched(
+            || {
+                seq += 1;
+                Frame::text(dispatch_text(seq))
+            },
+            |frame| {
+                client.handle_input(Input::Frame { conn, frame }, t0);
+                let event = client.poll_event();
+                assert!(matches!(event, Some(Event::Message { .. })));
+                black_box(event)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+    assert_eq!(
+        client.stats().protocol_errors,
+        0,
+        "every dispatch was in sequence"
+    );
+}
+
+criterion_group!(benches, frames, heartbeat, discord);
 criterion_main!(benches);
