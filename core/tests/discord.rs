@@ -723,3 +723,24 @@ fn discord_settings_are_checked() {
             .is_err()
     );
 }
+
+#[test]
+fn any_frame_can_count_as_the_ack_when_asked() {
+    let profile = Discord::builder(identify()).any_frame_is_ack(true).build().unwrap();
+    let mut lenient = sim_with(test_config().build().unwrap(), profile);
+    let mut strict = sim();
+    for sim in [&mut lenient, &mut strict] {
+        sim.connect().unwrap();
+        sim.opened(1);
+        sim.frame(1, hello(10_000));
+        sim.frame(1, ready_frame(1));
+        // The gateway is busy: dispatches flow, but no op 11 comes for a while.
+        for seq in 2..40 {
+            sim.elapse(secs(1));
+            sim.frame(1, dispatch(seq, "PRESENCE_UPDATE", json!({})));
+        }
+    }
+    assert_eq!(lenient.client.stats().zombies, 0);
+    assert_eq!(lenient.client.state().phase, Phase::Ready);
+    assert_eq!(strict.client.stats().zombies, 1, "by default only op 11 acks");
+}
