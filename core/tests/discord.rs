@@ -726,7 +726,10 @@ fn discord_settings_are_checked() {
 
 #[test]
 fn any_frame_can_count_as_the_ack_when_asked() {
-    let profile = Discord::builder(identify()).any_frame_is_ack(true).build().unwrap();
+    let profile = Discord::builder(identify())
+        .any_frame_is_ack(true)
+        .build()
+        .unwrap();
     let mut lenient = sim_with(test_config().build().unwrap(), profile);
     let mut strict = sim();
     for sim in [&mut lenient, &mut strict] {
@@ -742,5 +745,9 @@ fn any_frame_can_count_as_the_ack_when_asked() {
     }
     assert_eq!(lenient.client.stats().zombies, 0);
     assert_eq!(lenient.client.state().phase, Phase::Ready);
-    assert_eq!(strict.client.stats().zombies, 1, "by default only op 11 acks");
+    assert_eq!(
+        strict.client.stats().zombies,
+        1,
+        "by default only op 11 acks"
+    );
 }
