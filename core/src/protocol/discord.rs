@@ -16,7 +16,9 @@ use crate::error::ConfigError;
 use crate::event::{ProtocolError, ReconnectMode, RequestId};
 use crate::frame::{CloseFrame, Frame, Utf8Bytes};
 use crate::input::CloseCause;
-use crate::protocol::{CloseClass, CloseIntent, Inbound, Liveness, OnOpen, Protocol, RateLimit};
+use crate::protocol::{
+    CloseClass, CloseIntent, InSequence, Inbound, Liveness, OnOpen, Protocol, RateLimit, Sequence,
+};
 
 /// A bot token. Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -165,7 +167,7 @@ pub fn close_class(code: u16) -> CloseClass {
 pub struct Discord {
     identify: Identify,
     session: Option<Session>,
-    seq: Option<u64>,
+    seq: Sequence,
     interval: Option<Duration>,
     any_frame_is_ack: bool,
     max_resume_failures: u32,
@@ -195,7 +197,7 @@ impl Discord {
             profile: Self {
                 identify,
                 session: None,
-                seq: None,
+                seq: Sequence::default(),
                 interval: None,
                 any_frame_is_ack: false,
                 max_resume_failures: 3,
@@ -216,14 +218,14 @@ impl Discord {
     pub fn session(&self) -> Option<DiscordSession> {
         self.session.as_ref().map(|s| DiscordSession {
             session_id: s.id.clone(),
-            sequence: self.seq,
+            sequence: self.seq.last(),
             resume_url: s.resume_url.clone(),
         })
     }
 
     /// The last dispatch sequence seen.
     pub fn sequence(&self) -> Option<u64> {
-        self.seq
+        self.seq.last()
     }
 
     fn resume_frame(&self, session: &Session) -> Frame {
@@ -232,7 +234,7 @@ impl Discord {
             "d": {
                 "token": self.identify.token.expose(),
                 "session_id": session.id,
-                "seq": self.seq,
+                "seq": self.seq.last(),
             }
         });
         Frame::Text(Utf8Bytes::secret(frame.to_string()))
@@ -242,20 +244,11 @@ impl Discord {
         let (Some(seq), Some(name)) = (envelope.s, envelope.t) else {
             return error("dispatch without s or t");
         };
-        if let Some(last) = self.seq {
-            if seq <= last {
-                return error(format!(
-                    "sequence {seq} after {last}: repeated or backwards, dropped"
-                ));
-            }
-            if seq > last + 1 {
-                self.pending_error = Some(ProtocolError::new(format!(
-                    "sequence gap: {} missing before {seq}",
-                    seq - last - 1
-                )));
-            }
+        match self.seq.advance(seq, "dispatch") {
+            InSequence::Next => {}
+            InSequence::Gap(gap) => self.pending_error = Some(gap),
+            InSequence::Stale(stale) => return Inbound::Error(stale),
         }
-        self.seq = Some(seq);
         let data = envelope
             .d
             .map_or_else(|| Utf8Bytes::from_static("null"), |d| text.share(d.get()));
@@ -342,7 +335,7 @@ impl DiscordBuilder {
             id: session.session_id,
             resume_url: session.resume_url,
         });
-        self.profile.seq = session.sequence;
+        self.profile.seq = Sequence::new(session.sequence);
         self
     }
 
@@ -480,6 +473,7 @@ impl Protocol for Discord {
     fn heartbeat(&mut self) -> Option<Frame> {
         let d = self
             .seq
+            .last()
             .map_or_else(|| "null".to_owned(), |s| s.to_string());
         Some(Frame::text(format!("{{\"op\":1,\"d\":{d}}}")))
     }
@@ -508,7 +502,7 @@ impl Protocol for Discord {
 
     fn clear_resume(&mut self) {
         self.session = None;
-        self.seq = None;
+        self.seq = Sequence::default();
         self.resume_failures = 0;
     }
 

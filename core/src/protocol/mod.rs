@@ -8,6 +8,8 @@
 use std::time::Duration;
 
 use crate::command::Endpoint;
+use std::borrow::Cow;
+
 use crate::event::{ProtocolError, ReconnectMode, RemoteError, RequestId};
 use crate::frame::{CloseFrame, Frame};
 use crate::input::CloseCause;
@@ -187,4 +189,62 @@ pub struct RateLimit {
     pub per: Duration,
     /// Of `max`, the slots application sends may not use.
     pub reserved: u32,
+}
+
+/// Resume, unless the server closed with one of `fatal` codes: the rule of profiles with no
+/// session of their own.
+pub(crate) fn fatal_or_resume(fatal: &[u16], cause: &CloseCause) -> CloseClass {
+    match cause.code() {
+        Some(code) if fatal.contains(&code) => CloseClass::Fatal,
+        _ => CloseClass::Resume,
+    }
+}
+
+/// A sequence number that only moves forward.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Sequence {
+    last: Option<u64>,
+}
+
+/// What a sequence number means for the frame that carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum InSequence {
+    /// The next one: accept.
+    Next,
+    /// Later than the next: accept, and report the frames missed.
+    Gap(ProtocolError),
+    /// A repeat or a step back: drop the frame and report it.
+    Stale(ProtocolError),
+}
+
+impl Sequence {
+    pub(crate) fn new(last: Option<u64>) -> Self {
+        Self { last }
+    }
+
+    pub(crate) fn last(&self) -> Option<u64> {
+        self.last
+    }
+
+    /// Checks `seq` and, unless it is stale, moves forward to it. `what` names the stream
+    /// in reports.
+    pub(crate) fn advance(&mut self, seq: u64, what: &str) -> InSequence {
+        let Some(last) = self.last else {
+            self.last = Some(seq);
+            return InSequence::Next;
+        };
+        if seq <= last {
+            return InSequence::Stale(ProtocolError::new(Cow::Owned(format!(
+                "{what} sequence {seq} after {last}: repeated or backwards, dropped"
+            ))));
+        }
+        self.last = Some(seq);
+        match seq - last {
+            1 => InSequence::Next,
+            step => InSequence::Gap(ProtocolError::new(Cow::Owned(format!(
+                "{what} sequence gap: {} missing before {seq}",
+                step - 1
+            )))),
+        }
+    }
 }

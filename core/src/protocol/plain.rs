@@ -10,7 +10,9 @@ use crate::event::ReconnectMode;
 use crate::event::RequestId;
 use crate::frame::{CloseFrame, Frame};
 use crate::input::CloseCause;
-use crate::protocol::{CloseClass, CloseIntent, Inbound, Liveness, OnOpen, Protocol};
+use crate::protocol::{
+    CloseClass, CloseIntent, Inbound, Liveness, OnOpen, Protocol, fatal_or_resume,
+};
 
 /// A bare WebSocket: ready as soon as the socket opens; the heartbeat is a WebSocket ping
 /// carrying a counter, acknowledged by the pong that echoes the latest counter. Text and
@@ -140,10 +142,7 @@ impl Protocol for Plain {
     }
 
     fn classify_close(&self, cause: &CloseCause) -> CloseClass {
-        match cause.code() {
-            Some(code) if self.fatal_codes.contains(&code) => CloseClass::Fatal,
-            _ => CloseClass::Resume,
-        }
+        fatal_or_resume(&self.fatal_codes, cause)
     }
 
     fn close_frame(&self, intent: CloseIntent) -> CloseFrame {

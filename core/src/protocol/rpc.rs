@@ -25,7 +25,10 @@ use crate::error::ConfigError;
 use crate::event::{ProtocolError, RemoteError, RequestId};
 use crate::frame::{CloseFrame, Frame, Utf8Bytes};
 use crate::input::CloseCause;
-use crate::protocol::{CloseClass, CloseIntent, Inbound, Liveness, OnOpen, Protocol};
+use crate::protocol::{
+    CloseClass, CloseIntent, InSequence, Inbound, Liveness, OnOpen, Protocol, Sequence,
+    fatal_or_resume,
+};
 
 /// A request to the server: a method and its parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +74,7 @@ pub struct Rpc {
     ping_advertised: bool,
     tick: Option<Duration>,
     pings_sent: u64,
-    last_seq: Option<u64>,
+    sequence: Sequence,
     pending_error: Option<ProtocolError>,
 }
 
@@ -96,7 +99,7 @@ impl Rpc {
                 ping_advertised: false,
                 tick: None,
                 pings_sent: 0,
-                last_seq: None,
+                sequence: Sequence::default(),
                 pending_error: None,
             },
         }
@@ -204,19 +207,12 @@ impl Rpc {
             }
             _ => {}
         }
-        if let (Some(seq), Some(last)) = (envelope.seq, self.last_seq) {
-            if seq <= last {
-                return error(format!("event sequence {seq} after {last}: dropped"));
+        if let Some(seq) = envelope.seq {
+            match self.sequence.advance(seq, "event") {
+                InSequence::Next => {}
+                InSequence::Gap(gap) => self.pending_error = Some(gap),
+                InSequence::Stale(stale) => return Inbound::Error(stale),
             }
-            if seq > last + 1 {
-                self.pending_error = Some(ProtocolError::new(format!(
-                    "event sequence gap: {} missing before {seq}",
-                    seq - last - 1
-                )));
-            }
-        }
-        if envelope.seq.is_some() {
-            self.last_seq = envelope.seq;
         }
         let name = match name {
             Cow::Borrowed(name) => text.share(name),
@@ -333,7 +329,7 @@ impl Protocol for Rpc {
         self.nonce = None;
         self.ping_advertised = false;
         self.tick = None;
-        self.last_seq = None;
+        self.sequence = Sequence::default();
         if self.expect_challenge {
             OnOpen::AwaitHello
         } else {
@@ -395,10 +391,7 @@ impl Protocol for Rpc {
     }
 
     fn classify_close(&self, cause: &CloseCause) -> CloseClass {
-        match cause.code() {
-            Some(code) if self.fatal_codes.contains(&code) => CloseClass::Fatal,
-            _ => CloseClass::Resume,
-        }
+        fatal_or_resume(&self.fatal_codes, cause)
     }
 
     fn close_frame(&self, intent: CloseIntent) -> CloseFrame {
