@@ -1,0 +1,347 @@
+//! The driver task: it owns the core machine and every socket the machine asked for.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use tether_core::{
+    CallError, Client, CloseCause, Command, ConnId, Event, Frame, Input, OpenError,
+    OpenErrorKind, Outcome, Protocol, RequestError, RequestId, ReturnReason, SendError,
+    SendId, SendOptions, Stats, Status,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, debug_span, warn};
+
+use crate::options::Options;
+use crate::socket::{self, Dial, Tls, Write};
+use crate::target::Target;
+
+/// What the application's handle asks of the driver.
+pub(crate) enum Call<P: Protocol> {
+    Send {
+        frame: Frame,
+        options: SendOptions,
+        reply: oneshot::Sender<Result<SendId, SendError>>,
+    },
+    Request {
+        request: P::Request,
+        timeout: std::time::Duration,
+        reply: oneshot::Sender<Result<oneshot::Receiver<Outcome<P::Response>>, RequestError>>,
+    },
+    Reconnect {
+        mode: tether_core::ReconnectMode,
+        reply: oneshot::Sender<Result<(), CallError>>,
+    },
+    Probe {
+        reply: oneshot::Sender<Result<(), CallError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<Vec<(SendId, Frame)>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<(Status, Stats)>,
+    },
+}
+
+/// What woke the driver.
+enum Wake<P: Protocol> {
+    Call(Option<Call<P>>),
+    Delivered,
+    Input(Input),
+    Timer,
+}
+
+/// The adapter's bookkeeping of one socket, so the machine hears exactly one `Opened` or
+/// `OpenFailed` per `Open`, and exactly one `Closed` after `Opened`, also after an abort.
+/// Which inputs are stale is the machine's business, never decided here.
+struct Socket {
+    opened: bool,
+    writes: mpsc::Sender<Write>,
+    task: JoinHandle<()>,
+}
+
+pub(crate) struct Driver<P: Protocol> {
+    client: Client<P>,
+    target: Target,
+    options: Options,
+    tls: Option<Tls>,
+    calls: mpsc::Receiver<Call<P>>,
+    inputs_tx: socket::InputSender,
+    inputs: mpsc::Receiver<Input>,
+    events: mpsc::Sender<Event<P::Message, P::Response>>,
+    pending_events: VecDeque<Event<P::Message, P::Response>>,
+    sockets: HashMap<ConnId, Socket>,
+    requests: HashMap<RequestId, oneshot::Sender<Outcome<P::Response>>>,
+    shutdown_waiters: Vec<oneshot::Sender<Vec<(SendId, Frame)>>>,
+    returned_at_shutdown: Vec<(SendId, Frame)>,
+    stopped: bool,
+}
+
+type EventSender<P> =
+    mpsc::Sender<Event<<P as Protocol>::Message, <P as Protocol>::Response>>;
+
+impl<P> Driver<P>
+where
+    P: Protocol + Send + 'static,
+    P::Message: Send,
+    P::Request: Send,
+    P::Response: Send,
+{
+    pub(crate) fn new(
+        client: Client<P>,
+        target: Target,
+        options: Options,
+        tls: Option<Tls>,
+        calls: mpsc::Receiver<Call<P>>,
+        events: EventSender<P>,
+    ) -> Self {
+        let (inputs_tx, inputs) = mpsc::channel(options.input_buffer);
+        Self {
+            client,
+            target,
+            options,
+            tls,
+            calls,
+            inputs_tx,
+            inputs,
+            events,
+            pending_events: VecDeque::new(),
+            sockets: HashMap::new(),
+            requests: HashMap::new(),
+            shutdown_waiters: Vec::new(),
+            returned_at_shutdown: Vec::new(),
+            stopped: false,
+        }
+    }
+
+    /// The driving loop of DESIGN.md: feed what happened, perform the commands, hand the
+    /// events on, sleep until the next deadline or input.
+    pub(crate) async fn run(mut self) {
+        let sleep = tokio::time::sleep(std::time::Duration::ZERO);
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
+        let mut handles_gone = false;
+        loop {
+            self.perform();
+            if self.stopped && self.pending_events.is_empty() {
+                break;
+            }
+            let deadline = self.client.poll_timeout();
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    sleep.as_mut().reset(tokio::time::Instant::from_std(at));
+                }
+                armed = deadline;
+            }
+            let room_for_events = self.pending_events.len() < self.options.event_buffer;
+            let wake = tokio::select! {
+                biased;
+                call = self.calls.recv(), if !handles_gone => Wake::Call(call),
+                permit = self.events.reserve(), if !self.pending_events.is_empty() => {
+                    match permit {
+                        Ok(permit) => {
+                            if let Some(event) = self.pending_events.pop_front() {
+                                permit.send(event);
+                            }
+                        }
+                        // Nobody listens: the events have nowhere to go.
+                        Err(_) => self.pending_events.clear(),
+                    }
+                    Wake::Delivered
+                }
+                Some(input) = self.inputs.recv(), if room_for_events => Wake::Input(input),
+                () = &mut sleep, if armed.is_some() => Wake::Timer,
+            };
+            match wake {
+                Wake::Call(Some(call)) => self.call(call),
+                Wake::Call(None) => {
+                    // Every handle is gone: nobody can shut down, so do it now.
+                    handles_gone = true;
+                    self.client.shutdown(Instant::now());
+                }
+                Wake::Delivered => {}
+                Wake::Input(input) => self.input(input),
+                Wake::Timer => {
+                    armed = None;
+                    self.client.handle_timeout(Instant::now());
+                }
+            }
+        }
+        for (_, socket) in self.sockets.drain() {
+            socket.task.abort();
+        }
+        for waiter in self.shutdown_waiters.drain(..) {
+            let _ = waiter.send(std::mem::take(&mut self.returned_at_shutdown));
+        }
+    }
+
+    fn call(&mut self, call: Call<P>) {
+        let now = Instant::now();
+        match call {
+            Call::Send { frame, options, reply } => {
+                let _ = reply.send(self.client.send_with(frame, options, now));
+            }
+            Call::Request { request, timeout, reply } => {
+                let registered = self.client.request(request, timeout, now).map(|id| {
+                    let (tx, rx) = oneshot::channel();
+                    self.requests.insert(id, tx);
+                    rx
+                });
+                let _ = reply.send(registered);
+            }
+            Call::Reconnect { mode, reply } => {
+                let _ = reply.send(self.client.reconnect(mode, now));
+            }
+            Call::Probe { reply } => {
+                let _ = reply.send(self.client.probe(now));
+            }
+            Call::Shutdown { reply } => {
+                self.client.shutdown(now);
+                self.shutdown_waiters.push(reply);
+            }
+            Call::Snapshot { reply } => {
+                let _ = reply.send((self.client.state(), self.client.stats()));
+            }
+        }
+    }
+
+    /// An input from a socket task, checked against the adapter's contract before the
+    /// machine sees it.
+    fn input(&mut self, input: Input) {
+        let conn = input.conn();
+        let Some(socket) = self.sockets.get_mut(&conn) else {
+            // The socket was aborted and already reported; what it said after is not an
+            // input the adapter promised.
+            return;
+        };
+        match &input {
+            Input::Opened { .. } => socket.opened = true,
+            Input::Closed { .. } | Input::OpenFailed { .. } => {
+                self.sockets.remove(&conn);
+            }
+            Input::Frame { .. } | Input::StartGranted { .. } => {}
+        }
+        self.client.handle_input(input, Instant::now());
+    }
+
+    /// Steps 2 and 3 of the loop: every command performed, every event routed.
+    fn perform(&mut self) {
+        while let Some(command) = self.client.poll_command() {
+            self.command(command);
+        }
+        while let Some(event) = self.client.poll_event() {
+            self.route(event);
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Open { conn, endpoint } => self.open(conn, &endpoint),
+            Command::Send { conn, frame } => self.write(conn, Write::Frame(frame)),
+            Command::Close { conn, frame } => self.write(conn, Write::Close(frame)),
+            Command::Abort { conn } => self.abort(conn),
+            Command::RequestStart { conn } => {
+                // No gate is wired into this adapter: the start is granted at once.
+                self.client
+                    .handle_input(Input::StartGranted { conn }, Instant::now());
+            }
+        }
+    }
+
+    fn open(&mut self, conn: ConnId, endpoint: &tether_core::Endpoint) {
+        let (writes_tx, writes_rx) = mpsc::channel(self.options.socket_queue);
+        let dial = Dial {
+            conn,
+            request: self
+                .target
+                .request(endpoint)
+                .map_err(|e| crate::wire::open_failed(&e)),
+            websocket: self.options.websocket,
+            tls: self.tls.clone(),
+        };
+        let task = tokio::spawn(socket::run(dial, self.inputs_tx.clone(), writes_rx));
+        self.sockets.insert(
+            conn,
+            Socket {
+                opened: false,
+                writes: writes_tx,
+                task,
+            },
+        );
+    }
+
+    fn write(&mut self, conn: ConnId, write: Write) {
+        let Some(socket) = self.sockets.get(&conn) else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = socket.writes.try_send(write) {
+            // The peer has stopped reading: this socket cannot take more without growing
+            // memory. It is dropped, and the machine hears why.
+            warn!(conn = conn.get(), "socket write queue full; dropping the socket");
+            self.end(
+                conn,
+                CloseCause::Error {
+                    kind: tether_core::TransportErrorKind::Io,
+                    detail: "write queue full: the peer is not reading".into(),
+                },
+            );
+        }
+    }
+
+    /// Drops the transport at once and reports the end the adapter owes the machine.
+    fn abort(&mut self, conn: ConnId) {
+        self.end(conn, CloseCause::Aborted);
+    }
+
+    fn end(&mut self, conn: ConnId, cause: CloseCause) {
+        let Some(socket) = self.sockets.remove(&conn) else {
+            return;
+        };
+        socket.task.abort();
+        let input = if socket.opened {
+            Input::Closed { conn, cause }
+        } else {
+            Input::OpenFailed {
+                conn,
+                error: OpenError::new(OpenErrorKind::Aborted, cause.to_string()),
+            }
+        };
+        debug!(conn = conn.get(), "socket ended by the adapter");
+        self.client.handle_input(input, Instant::now());
+    }
+
+    fn route(&mut self, event: Event<P::Message, P::Response>) {
+        match event {
+            Event::Response { id, outcome } => match self.requests.remove(&id) {
+                Some(waiter) => {
+                    let _ = waiter.send(outcome);
+                }
+                None => self.pending_events.push_back(Event::Response { id, outcome }),
+            },
+            Event::Returned {
+                id,
+                frame,
+                reason: ReturnReason::Stopped,
+            } if !self.shutdown_waiters.is_empty() => {
+                self.returned_at_shutdown.push((id, frame));
+            }
+            Event::Stopped { reason } => {
+                self.stopped = true;
+                self.pending_events.push_back(Event::Stopped { reason });
+            }
+            other => self.pending_events.push_back(other),
+        }
+    }
+}
+
+/// Spawns the driver of a new client on the current tokio runtime.
+pub(crate) fn spawn<P>(driver: Driver<P>, client_id: u64)
+where
+    P: Protocol + Send + 'static,
+    P::Message: Send,
+    P::Request: Send,
+    P::Response: Send,
+{
+    let span = debug_span!("tether", client = client_id);
+    tokio::spawn(driver.run().instrument(span));
+}

@@ -1,0 +1,180 @@
+//! What the application holds: a cloneable handle for calls, and a stream of events.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::Stream;
+use tether_core::{
+    CallError, Event, Frame, Outcome, Protocol, ReconnectMode, RequestError, RequestErrorKind,
+    SendError, SendErrorKind, SendId, SendOptions, Stats, Status,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::driver::Call;
+
+/// A handle to one client. Cloneable, `Send + Sync`; every clone drives the same session.
+/// When every clone is dropped the client shuts down gracefully.
+pub struct Handle<P: Protocol> {
+    calls: mpsc::Sender<Call<P>>,
+}
+
+impl<P: Protocol> Clone for Handle<P> {
+    fn clone(&self) -> Self {
+        Self {
+            calls: self.calls.clone(),
+        }
+    }
+}
+
+impl<P: Protocol> std::fmt::Debug for Handle<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
+}
+
+/// The client's driver has stopped and takes no more calls.
+const GONE: CallError = CallError::Stopped;
+
+impl<P: Protocol> Handle<P> {
+    pub(crate) fn new(calls: mpsc::Sender<Call<P>>) -> Self {
+        Self { calls }
+    }
+
+    /// Sends a text or binary frame. It is written at once when the session is ready, or
+    /// waits in the bounded queue; a refused frame comes back in the error.
+    pub async fn send(&self, frame: Frame) -> Result<SendId, SendError> {
+        self.send_with(frame, SendOptions::new()).await
+    }
+
+    /// Sends with a time to live and a coalescing key.
+    pub async fn send_with(&self, frame: Frame, options: SendOptions) -> Result<SendId, SendError> {
+        let (reply, answer) = oneshot::channel();
+        let call = Call::Send {
+            frame,
+            options,
+            reply,
+        };
+        match self.calls.send(call).await {
+            Ok(()) => answer.await.unwrap_or(Err(SendError {
+                kind: SendErrorKind::Stopped,
+                // The driver dropped the call with the frame inside: it stopped meanwhile.
+                frame: Frame::binary(bytes::Bytes::new()),
+            })),
+            Err(mpsc::error::SendError(Call::Send { frame, .. })) => Err(SendError {
+                kind: SendErrorKind::Stopped,
+                frame,
+            }),
+            Err(_) => Err(SendError {
+                kind: SendErrorKind::Stopped,
+                frame: Frame::binary(bytes::Bytes::new()),
+            }),
+        }
+    }
+
+    /// Sends a request and resolves with its one outcome: the answer, the peer's error,
+    /// not sent, unknown, timed out, or stopped.
+    pub async fn request(
+        &self,
+        request: P::Request,
+        timeout: Duration,
+    ) -> Result<Outcome<P::Response>, RequestError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = RequestError {
+            kind: RequestErrorKind::Stopped,
+            frame: None,
+        };
+        let call = Call::Request {
+            request,
+            timeout,
+            reply,
+        };
+        if self.calls.send(call).await.is_err() {
+            return Err(stopped);
+        }
+        let outcome = match answer.await {
+            Ok(registered) => registered?,
+            Err(_) => return Err(stopped),
+        };
+        // A driver that stops ends every request with `Stopped` first; a dropped sender
+        // means the same.
+        Ok(outcome.await.unwrap_or(Outcome::Stopped))
+    }
+
+    /// Replaces the connection (`Fresh` forgets the session first). Requests merge.
+    pub async fn reconnect(&self, mode: ReconnectMode) -> Result<(), CallError> {
+        let (reply, answer) = oneshot::channel();
+        self.calls
+            .send(Call::Reconnect { mode, reply })
+            .await
+            .map_err(|_| GONE)?;
+        answer.await.unwrap_or(Err(GONE))
+    }
+
+    /// Beats now and judges the peer within one ack timeout.
+    pub async fn probe(&self) -> Result<(), CallError> {
+        let (reply, answer) = oneshot::channel();
+        self.calls
+            .send(Call::Probe { reply })
+            .await
+            .map_err(|_| GONE)?;
+        answer.await.unwrap_or(Err(GONE))
+    }
+
+    /// Shuts the session down gracefully; resolves once it has stopped, with the frames
+    /// that were never sent. Calling it again (or after the stop) resolves with nothing.
+    pub async fn shutdown(&self) -> Vec<(SendId, Frame)> {
+        let (reply, answer) = oneshot::channel();
+        if self.calls.send(Call::Shutdown { reply }).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// Where the machine is, and why.
+    pub async fn state(&self) -> Result<Status, CallError> {
+        self.snapshot().await.map(|(status, _)| status)
+    }
+
+    /// The machine's counters.
+    pub async fn stats(&self) -> Result<Stats, CallError> {
+        self.snapshot().await.map(|(_, stats)| stats)
+    }
+
+    async fn snapshot(&self) -> Result<(Status, Stats), CallError> {
+        let (reply, answer) = oneshot::channel();
+        self.calls
+            .send(Call::Snapshot { reply })
+            .await
+            .map_err(|_| GONE)?;
+        answer.await.map_err(|_| GONE)
+    }
+}
+
+/// The client's events, in order. Ends after [`Event::Stopped`]. A consumer that falls
+/// behind by the configured event buffer stops the reads of its sockets: backpressure, not
+/// memory.
+pub struct Events<P: Protocol> {
+    events: mpsc::Receiver<Event<P::Message, P::Response>>,
+}
+
+impl<P: Protocol> Events<P> {
+    pub(crate) fn new(events: mpsc::Receiver<Event<P::Message, P::Response>>) -> Self {
+        Self { events }
+    }
+
+    /// The next event, or `None` once the client has stopped and every event was taken.
+    pub async fn next(&mut self) -> Option<Event<P::Message, P::Response>> {
+        self.events.recv().await
+    }
+}
+
+impl<P: Protocol> Stream for Events<P> {
+    type Item = Event<P::Message, P::Response>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.events.poll_recv(cx)
+    }
+}
+
+impl<P: Protocol> Unpin for Events<P> {}

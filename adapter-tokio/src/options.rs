@@ -1,0 +1,153 @@
+//! Adapter settings: socket buffers, size limits, queue bounds, TLS.
+
+use std::sync::Arc;
+
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Settings of the adapter (the session's own settings are `tether_core::Config`). Built
+/// with [`Options::builder`]; every value is checked once.
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) websocket: WebSocketConfig,
+    pub(crate) event_buffer: usize,
+    pub(crate) input_buffer: usize,
+    pub(crate) socket_queue: usize,
+    #[cfg(feature = "rustls")]
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("websocket", &self.websocket)
+            .field("event_buffer", &self.event_buffer)
+            .field("input_buffer", &self.input_buffer)
+            .field("socket_queue", &self.socket_queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        OptionsBuilder::default().options
+    }
+}
+
+impl Options {
+    /// A builder holding the defaults.
+    pub fn builder() -> OptionsBuilder {
+        OptionsBuilder::default()
+    }
+}
+
+/// A setting of [`Options`] that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    /// A size or bound that must be positive is zero.
+    #[error("{field} must be greater than zero")]
+    Zero {
+        /// The field.
+        field: &'static str,
+    },
+    /// The frame limit is above the message limit.
+    #[error("max_frame_size must not exceed max_message_size")]
+    FrameAboveMessage,
+}
+
+/// Collects [`Options`]. Defaults: 8 KiB read and write buffers per socket (tungstenite's
+/// own default is 128 KiB, which caps a process at a few thousand sessions per GiB),
+/// messages up to 16 MiB and frames up to 4 MiB, 256 events buffered for a slow
+/// application, 1024 writes queued per socket, and webpki roots for `wss://`.
+#[derive(Clone, Debug)]
+pub struct OptionsBuilder {
+    options: Options,
+}
+
+impl Default for OptionsBuilder {
+    fn default() -> Self {
+        Self {
+            options: Options {
+                websocket: WebSocketConfig::default()
+                    .read_buffer_size(8 * 1024)
+                    .write_buffer_size(8 * 1024)
+                    .max_message_size(Some(16 << 20))
+                    .max_frame_size(Some(4 << 20)),
+                event_buffer: 256,
+                input_buffer: 64,
+                socket_queue: 1024,
+                #[cfg(feature = "rustls")]
+                tls: None,
+            },
+        }
+    }
+}
+
+impl OptionsBuilder {
+    /// The read buffer each socket allocates up front.
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.options.websocket = self.options.websocket.read_buffer_size(bytes);
+        self
+    }
+
+    /// How much a socket buffers before writing (it also writes whenever it is idle).
+    pub fn write_buffer_size(mut self, bytes: usize) -> Self {
+        self.options.websocket = self.options.websocket.write_buffer_size(bytes);
+        self
+    }
+
+    /// The largest message accepted; a larger one closes the socket with 1009 and the
+    /// session reconnects.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.options.websocket = self.options.websocket.max_message_size(Some(bytes));
+        self
+    }
+
+    /// The largest frame accepted.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.options.websocket = self.options.websocket.max_frame_size(Some(bytes));
+        self
+    }
+
+    /// How many events wait for the application before the sockets stop being read
+    /// (backpressure).
+    pub fn event_buffer(mut self, events: usize) -> Self {
+        self.options.event_buffer = events;
+        self
+    }
+
+    /// How many writes may wait on one socket before it is judged stuck (its peer is not
+    /// reading) and replaced.
+    pub fn socket_queue(mut self, writes: usize) -> Self {
+        self.options.socket_queue = writes;
+        self
+    }
+
+    /// The TLS configuration for `wss://` (for a private CA, or client certificates).
+    #[cfg(feature = "rustls")]
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.options.tls = Some(config);
+        self
+    }
+
+    /// Checks the settings.
+    pub fn build(self) -> Result<Options, OptionsError> {
+        let o = &self.options;
+        let ws = &o.websocket;
+        for (field, value) in [
+            ("read_buffer_size", ws.read_buffer_size),
+            ("event_buffer", o.event_buffer),
+            ("input_buffer", o.input_buffer),
+            ("socket_queue", o.socket_queue),
+            ("max_message_size", ws.max_message_size.unwrap_or(1)),
+            ("max_frame_size", ws.max_frame_size.unwrap_or(1)),
+        ] {
+            if value == 0 {
+                return Err(OptionsError::Zero { field });
+            }
+        }
+        if ws.max_frame_size > ws.max_message_size {
+            return Err(OptionsError::FrameAboveMessage);
+        }
+        Ok(self.options)
+    }
+}
