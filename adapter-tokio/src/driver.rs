@@ -4,9 +4,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use tether_core::{
-    CallError, Client, CloseCause, Command, ConnId, Event, Frame, Input, OpenError,
-    OpenErrorKind, Outcome, Protocol, RequestError, RequestId, ReturnReason, SendError,
-    SendId, SendOptions, Stats, Status,
+    CallError, Client, CloseCause, Command, ConnId, Event, Frame, Input, OpenError, OpenErrorKind,
+    Outcome, Protocol, RequestError, RequestId, ReturnReason, SendError, SendId, SendOptions,
+    Stats, Status,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -77,8 +77,7 @@ pub(crate) struct Driver<P: Protocol> {
     stopped: bool,
 }
 
-type EventSender<P> =
-    mpsc::Sender<Event<<P as Protocol>::Message, <P as Protocol>::Response>>;
+type EventSender<P> = mpsc::Sender<Event<<P as Protocol>::Message, <P as Protocol>::Response>>;
 
 impl<P> Driver<P>
 where
@@ -178,10 +177,18 @@ where
     fn call(&mut self, call: Call<P>) {
         let now = Instant::now();
         match call {
-            Call::Send { frame, options, reply } => {
+            Call::Send {
+                frame,
+                options,
+                reply,
+            } => {
                 let _ = reply.send(self.client.send_with(frame, options, now));
             }
-            Call::Request { request, timeout, reply } => {
+            Call::Request {
+                request,
+                timeout,
+                reply,
+            } => {
                 let registered = self.client.request(request, timeout, now).map(|id| {
                     let (tx, rx) = oneshot::channel();
                     self.requests.insert(id, tx);
@@ -277,7 +284,10 @@ where
         if let Err(mpsc::error::TrySendError::Full(_)) = socket.writes.try_send(write) {
             // The peer has stopped reading: this socket cannot take more without growing
             // memory. It is dropped, and the machine hears why.
-            warn!(conn = conn.get(), "socket write queue full; dropping the socket");
+            warn!(
+                conn = conn.get(),
+                "socket write queue full; dropping the socket"
+            );
             self.end(
                 conn,
                 CloseCause::Error {
@@ -316,7 +326,9 @@ where
                 Some(waiter) => {
                     let _ = waiter.send(outcome);
                 }
-                None => self.pending_events.push_back(Event::Response { id, outcome }),
+                None => self
+                    .pending_events
+                    .push_back(Event::Response { id, outcome }),
             },
             Event::Returned {
                 id,

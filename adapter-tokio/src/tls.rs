@@ -20,9 +20,7 @@ pub(crate) fn default_config() -> Result<Arc<rustls::ClientConfig>, rustls::Erro
 
 /// A client configuration trusting exactly `roots` (a private CA, or a test's self-signed
 /// certificate).
-pub fn client_config(
-    roots: rustls::RootCertStore,
-) -> Result<rustls::ClientConfig, rustls::Error> {
+pub fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

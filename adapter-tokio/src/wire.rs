@@ -70,7 +70,9 @@ pub(crate) fn close(frame: CloseFrame) -> Message {
 pub(crate) fn closed_by(error: &tungstenite::Error, close_seen: Option<CloseFrame>) -> CloseCause {
     use tungstenite::Error as E;
     match error {
-        E::ConnectionClosed | E::AlreadyClosed => close_seen.map_or(CloseCause::Dropped, CloseCause::Frame),
+        E::ConnectionClosed | E::AlreadyClosed => {
+            close_seen.map_or(CloseCause::Dropped, CloseCause::Frame)
+        }
         E::Capacity(e) => CloseCause::Error {
             kind: TransportErrorKind::MessageTooBig,
             detail: e.to_string(),

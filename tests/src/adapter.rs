@@ -1,0 +1,49 @@
+//! What the scenarios need from an adapter, so one scenario runs against every adapter.
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use tether_core::{
+    CallError, Config, Event, Frame, Outcome, Protocol, ReconnectMode, RequestError, SendError,
+    SendId, Stats, Status,
+};
+
+/// One client, as a scenario drives it.
+pub trait TestClient<P: Protocol>: Send + Sync {
+    fn send(&self, frame: Frame) -> BoxFuture<'_, Result<SendId, SendError>>;
+    fn request(
+        &self,
+        request: P::Request,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Outcome<P::Response>, RequestError>>;
+    fn reconnect(&self, mode: ReconnectMode) -> BoxFuture<'_, Result<(), CallError>>;
+    fn shutdown(&self) -> BoxFuture<'_, Vec<(SendId, Frame)>>;
+    fn state(&self) -> BoxFuture<'_, Result<Status, CallError>>;
+    fn stats(&self) -> BoxFuture<'_, Result<Stats, CallError>>;
+}
+
+/// The events of one client.
+pub type EventStream<P> =
+    BoxStream<'static, Event<<P as Protocol>::Message, <P as Protocol>::Response>>;
+
+/// An adapter under test: starts clients.
+pub trait Adapter: Send + Sync + 'static {
+    /// The adapter's name, for messages.
+    fn name(&self) -> &'static str;
+
+    /// Starts a client of `url` with small socket buffers and `event_buffer` events of
+    /// room for a slow consumer.
+    fn connect<P>(
+        &self,
+        url: &str,
+        config: Config,
+        profile: P,
+        event_buffer: usize,
+    ) -> (std::sync::Arc<dyn TestClient<P>>, EventStream<P>)
+    where
+        P: Protocol + Send + Sync + 'static,
+        P::Message: Send + std::fmt::Debug,
+        P::Request: Send,
+        P::Response: Send + std::fmt::Debug;
+}
