@@ -118,8 +118,23 @@ pub(crate) fn open_failed(error: &tungstenite::Error) -> OpenError {
             }
         }
         E::Tls(e) => OpenError::new(OpenErrorKind::Tls, e.to_string()),
+        E::Io(e) if is_tls(e) => OpenError::new(OpenErrorKind::Tls, e.to_string()),
         E::Io(e) => OpenError::new(OpenErrorKind::Io, e.to_string()),
         E::Url(e) => OpenError::new(OpenErrorKind::Protocol, e.to_string()),
         other => OpenError::new(OpenErrorKind::Protocol, other.to_string()),
     }
+}
+
+/// rustls reports handshake failures (an unknown issuer, say) as I/O errors wrapping its
+/// own error.
+#[cfg(feature = "rustls")]
+fn is_tls(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+}
+
+#[cfg(not(feature = "rustls"))]
+fn is_tls(_error: &std::io::Error) -> bool {
+    false
 }

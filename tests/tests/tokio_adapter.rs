@@ -1,0 +1,244 @@
+//! tether-tokio on real sockets beyond the shared scenarios: TLS, bad URLs, HTTP errors on
+//! the upgrade, oversized messages.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tether_core::{
+    CloseCause, Config, Event, Frame, OpenErrorKind, Plain, Reason, StopReason, TransportErrorKind,
+};
+use tether_tests::scenarios::fast;
+use tether_tests::server::{Behaviour, Kind, ScriptedServer, Seen};
+use tether_tokio::{ConnectError, Options};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+fn plain() -> Plain {
+    Plain::builder().heartbeat_interval(None).build().unwrap()
+}
+
+async fn next_matching<M, R>(
+    events: &mut tether_tokio::Events<impl tether_core::Protocol<Message = M, Response = R>>,
+    f: impl Fn(&Event<M, R>) -> bool,
+) -> Event<M, R> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let event = events.next().await.expect("stream ended");
+            if f(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}
+
+#[tokio::test]
+async fn urls_that_cannot_work_fail_at_connect() {
+    let config = || Config::builder().build().unwrap();
+    assert!(matches!(
+        tether_tokio::connect("http://example.com/", config(), plain()),
+        Err(ConnectError::UnsupportedScheme(s)) if s == "http"
+    ));
+    assert!(matches!(
+        tether_tokio::connect("not a url", config(), plain()),
+        Err(ConnectError::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        tether_tokio::connect("ws://", config(), plain()),
+        Err(ConnectError::InvalidRequest(_))
+    ));
+}
+
+#[test]
+fn connect_outside_a_runtime_is_a_typed_error() {
+    let r = tether_tokio::connect(
+        "ws://127.0.0.1:1/",
+        Config::builder().build().unwrap(),
+        plain(),
+    );
+    assert!(matches!(r, Err(ConnectError::NoRuntime)));
+}
+
+/// A server that answers every upgrade with `status` and the given extra header lines.
+async fn http_error_server(
+    status: &'static str,
+    headers: &'static str,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = vec![0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+            let response = format!("HTTP/1.1 {status}\r\n{headers}Content-Length: 0\r\n\r\n");
+            let _ = tcp.write_all(response.as_bytes()).await;
+        }
+    });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn unauthorized_upgrade_stops_rather_than_loops() {
+    for status in ["401 Unauthorized", "403 Forbidden"] {
+        let (url, hits) = http_error_server(status, "").await;
+        let (_client, mut events) =
+            tether_tokio::connect(&url, fast().build().unwrap(), plain()).unwrap();
+        let stopped = next_matching(&mut events, |e| matches!(e, Event::Stopped { .. })).await;
+        let Event::Stopped {
+            reason: StopReason::Rejected(error),
+        } = stopped
+        else {
+            panic!("{stopped:?}");
+        };
+        assert!(matches!(
+            error.kind,
+            OpenErrorKind::Http { status: 401 | 403 }
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{status}: one attempt"
+        );
+    }
+}
+
+#[tokio::test]
+async fn not_found_is_reported_and_retried() {
+    let (url, hits) = http_error_server("404 Not Found", "").await;
+    let (client, mut events) =
+        tether_tokio::connect(&url, fast().build().unwrap(), plain()).unwrap();
+    let event = next_matching(&mut events, |e| matches!(e, Event::Reconnecting { .. })).await;
+    let Event::Reconnecting {
+        reason: Reason::OpenFailed(error),
+        ..
+    } = event
+    else {
+        panic!("{event:?}");
+    };
+    assert_eq!(error.kind, OpenErrorKind::Http { status: 404 });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn retry_after_on_503_becomes_the_backoff() {
+    let (url, _hits) = http_error_server("503 Service Unavailable", "Retry-After: 3\r\n").await;
+    let (client, mut events) =
+        tether_tokio::connect(&url, fast().build().unwrap(), plain()).unwrap();
+    let event = next_matching(&mut events, |e| matches!(e, Event::Reconnecting { .. })).await;
+    let Event::Reconnecting {
+        delay,
+        reason: Reason::OpenFailed(error),
+        ..
+    } = event
+    else {
+        panic!("{event:?}");
+    };
+    assert_eq!(error.retry_after, Some(Duration::from_secs(3)));
+    assert_eq!(delay, Duration::from_secs(3));
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_message_recycles_with_1009() {
+    let server = ScriptedServer::start(Kind::Plain, Behaviour::default()).await;
+    let options = Options::builder()
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024)
+        .build()
+        .unwrap();
+    let (client, mut events) =
+        tether_tokio::connect_with(&server.url(), fast().build().unwrap(), plain(), options)
+            .unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Ready { .. })).await;
+    server.act(tether_tests::server::Action::Send(Message::binary(
+        vec![0u8; 1 << 20],
+    )));
+    let event = next_matching(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
+    let Event::Disconnected {
+        reason: Reason::Closed(CloseCause::Error { kind, .. }),
+        ..
+    } = event
+    else {
+        panic!("{event:?}");
+    };
+    assert_eq!(kind, TransportErrorKind::MessageTooBig);
+    let told = server
+        .wait_for(Duration::from_secs(2), |r| {
+            r.iter().any(|r| r.seen == Seen::CloseFrame(1009))
+        })
+        .await;
+    assert!(told, "the server was told why (1009)");
+    next_matching(&mut events, |e| matches!(e, Event::Ready { .. })).await;
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn wss_to_a_self_signed_loopback_server() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der.clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_text() && ws.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der).unwrap();
+    let tls = Arc::new(tether_tokio::client_config(roots).unwrap());
+    let options = Options::builder().tls(tls).build().unwrap();
+    let url = format!("wss://localhost:{port}/");
+    let (client, mut events) =
+        tether_tokio::connect_with(url.as_str(), fast().build().unwrap(), plain(), options)
+            .unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Ready { .. })).await;
+    client.send(Frame::text("over tls")).await.unwrap();
+    let echo = next_matching(&mut events, |e| matches!(e, Event::Message { .. })).await;
+    assert!(
+        matches!(echo, Event::Message { message: Frame::Text(t), .. } if t.as_str() == "over tls")
+    );
+    client.shutdown().await;
+
+    // With the default roots, the self-signed certificate is refused: a TLS failure.
+    let (client, mut events) =
+        tether_tokio::connect(url.as_str(), fast().build().unwrap(), plain()).unwrap();
+    let event = next_matching(&mut events, |e| matches!(e, Event::Reconnecting { .. })).await;
+    assert!(
+        matches!(&event, Event::Reconnecting { reason: Reason::OpenFailed(e), .. } if e.kind == OpenErrorKind::Tls),
+        "{event:?}"
+    );
+    client.shutdown().await;
+}
