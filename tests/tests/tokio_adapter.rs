@@ -157,7 +157,7 @@ async fn oversized_message_recycles_with_1009() {
         .build()
         .unwrap();
     let (client, mut events) =
-        tether_tokio::connect_with(&server.url(), fast().build().unwrap(), plain(), options)
+        tether_tokio::connect_with(server.url(), fast().build().unwrap(), plain(), options)
             .unwrap();
     next_matching(&mut events, |e| matches!(e, Event::Ready { .. })).await;
     server.act(tether_tests::server::Action::Send(Message::binary(
