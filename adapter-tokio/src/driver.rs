@@ -10,7 +10,7 @@ use tether_core::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{Instrument, debug, debug_span, warn};
+use tracing::{Instrument, debug, debug_span};
 
 use crate::options::Options;
 use crate::socket::{self, Dial, Tls, Write};
@@ -22,6 +22,10 @@ pub(crate) enum Call<P: Protocol> {
         frame: Frame,
         options: SendOptions,
         reply: oneshot::Sender<Result<SendId, SendError>>,
+    },
+    Feed {
+        frame: Frame,
+        options: SendOptions,
     },
     Request {
         request: P::Request,
@@ -43,12 +47,16 @@ pub(crate) enum Call<P: Protocol> {
     },
 }
 
+/// How many calls or inputs the driver takes per wake before it looks at the rest.
+const BATCH: usize = 64;
+
 /// What woke the driver.
 enum Wake<P: Protocol> {
     Call(Option<Call<P>>),
     Delivered,
     Input(Input),
     Timer,
+    Writable(ConnId, mpsc::OwnedPermit<Write>),
 }
 
 /// The adapter's bookkeeping of one socket, so the machine hears exactly one `Opened` or
@@ -57,6 +65,10 @@ enum Wake<P: Protocol> {
 struct Socket {
     opened: bool,
     writes: mpsc::Sender<Write>,
+    /// Writes the socket's task could not take yet, in order. While any wait here, the
+    /// driver takes no calls: the application's sends feel the backpressure, and memory
+    /// stays within the core's queue bounds.
+    overflow: VecDeque<Write>,
     task: JoinHandle<()>,
 }
 
@@ -133,9 +145,22 @@ where
                 armed = deadline;
             }
             let room_for_events = self.pending_events.len() < self.options.event_buffer;
+            let blocked = self.blocked_socket();
+            let writable = async {
+                match blocked {
+                    Some((conn, writes)) => match writes.reserve_owned().await {
+                        Ok(permit) => Some((conn, permit)),
+                        Err(_) => None,
+                    },
+                    None => std::future::pending().await,
+                }
+            };
+            // Unbiased: a sender that never pauses cannot starve the reads (and so the
+            // heartbeat acks), nor a flood of reads the application's calls.
             let wake = tokio::select! {
-                biased;
-                call = self.calls.recv(), if !handles_gone => Wake::Call(call),
+                Some((conn, permit)) = writable => Wake::Writable(conn, permit),
+                call = self.calls.recv(), if !handles_gone && !self.any_blocked() => Wake::Call(call),
+                // Only when the application is behind: otherwise `deliver` hands events on.
                 permit = self.events.reserve(), if !self.pending_events.is_empty() => {
                     match permit {
                         Ok(permit) => {
@@ -152,14 +177,50 @@ where
                 () = &mut sleep, if armed.is_some() => Wake::Timer,
             };
             match wake {
-                Wake::Call(Some(call)) => self.call(call),
+                Wake::Call(Some(call)) => {
+                    self.call(call);
+                    // Take what else is waiting in one go: one wake, many calls.
+                    for _ in 0..BATCH {
+                        if self.any_blocked() {
+                            break;
+                        }
+                        match self.calls.try_recv() {
+                            Ok(call) => self.call(call),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Wake::Call(None) => {
                     // Every handle is gone: nobody can shut down, so do it now.
                     handles_gone = true;
                     self.client.shutdown(Instant::now());
                 }
                 Wake::Delivered => {}
-                Wake::Input(input) => self.input(input),
+                Wake::Writable(conn, permit) => {
+                    if let Some(write) = self
+                        .sockets
+                        .get_mut(&conn)
+                        .and_then(|s| s.overflow.pop_front())
+                    {
+                        permit.send(write);
+                    }
+                }
+                Wake::Input(input) => {
+                    self.input(input);
+                    for _ in 0..BATCH {
+                        if self.pending_events.len() >= self.options.event_buffer {
+                            break;
+                        }
+                        match self.inputs.try_recv() {
+                            Ok(input) => {
+                                self.input(input);
+                                // Each input's output is routed before the next input.
+                                self.perform();
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Wake::Timer => {
                     armed = None;
                     self.client.handle_timeout(Instant::now());
@@ -183,6 +244,9 @@ where
                 reply,
             } => {
                 let _ = reply.send(self.client.send_with(frame, options, now));
+            }
+            Call::Feed { frame, options } => {
+                self.client.send_or_return(frame, options, now);
             }
             Call::Request {
                 request,
@@ -231,13 +295,28 @@ where
         self.client.handle_input(input, Instant::now());
     }
 
-    /// Steps 2 and 3 of the loop: every command performed, every event routed.
+    /// Steps 2 and 3 of the loop: every command performed, every event routed and handed
+    /// on as far as the application has room.
     fn perform(&mut self) {
         while let Some(command) = self.client.poll_command() {
             self.command(command);
         }
         while let Some(event) = self.client.poll_event() {
             self.route(event);
+        }
+        while let Some(event) = self.pending_events.pop_front() {
+            match self.events.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(event)) => {
+                    self.pending_events.push_front(event);
+                    break;
+                }
+                // Nobody listens: the events have nowhere to go.
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.pending_events.clear();
+                    break;
+                }
+            }
         }
     }
 
@@ -272,30 +351,35 @@ where
             Socket {
                 opened: false,
                 writes: writes_tx,
+                overflow: VecDeque::new(),
                 task,
             },
         );
     }
 
     fn write(&mut self, conn: ConnId, write: Write) {
-        let Some(socket) = self.sockets.get(&conn) else {
+        let Some(socket) = self.sockets.get_mut(&conn) else {
             return;
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) = socket.writes.try_send(write) {
-            // The peer has stopped reading: this socket cannot take more without growing
-            // memory. It is dropped, and the machine hears why.
-            warn!(
-                conn = conn.get(),
-                "socket write queue full; dropping the socket"
-            );
-            self.end(
-                conn,
-                CloseCause::Error {
-                    kind: tether_core::TransportErrorKind::Io,
-                    detail: "write queue full: the peer is not reading".into(),
-                },
-            );
+        if !socket.overflow.is_empty() {
+            socket.overflow.push_back(write);
+            return;
         }
+        if let Err(mpsc::error::TrySendError::Full(write)) = socket.writes.try_send(write) {
+            socket.overflow.push_back(write);
+        }
+    }
+
+    /// The socket whose writes wait, if any, and a sender to wait for room on.
+    fn blocked_socket(&self) -> Option<(ConnId, mpsc::Sender<Write>)> {
+        self.sockets
+            .iter()
+            .find(|(_, s)| !s.overflow.is_empty())
+            .map(|(conn, s)| (*conn, s.writes.clone()))
+    }
+
+    fn any_blocked(&self) -> bool {
+        self.sockets.values().any(|s| !s.overflow.is_empty())
     }
 
     /// Drops the transport at once and reports the end the adapter owes the machine.

@@ -72,6 +72,23 @@ impl<P: Protocol> Handle<P> {
         }
     }
 
+    /// Sends without waiting for the verdict: resolves as soon as the driver has room for
+    /// the call, so a sender can pipeline. A frame the machine refuses comes back as
+    /// [`Event::Returned`] with [`ReturnReason::Refused`](tether_core::ReturnReason); only
+    /// a stopped client hands the frame back here.
+    pub async fn feed(&self, frame: Frame) -> Result<(), Frame> {
+        self.feed_with(frame, SendOptions::new()).await
+    }
+
+    /// Like [`feed`](Self::feed), with a time to live and a coalescing key.
+    pub async fn feed_with(&self, frame: Frame, options: SendOptions) -> Result<(), Frame> {
+        match self.calls.send(Call::Feed { frame, options }).await {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(Call::Feed { frame, .. })) => Err(frame),
+            Err(_) => Err(Frame::binary(bytes::Bytes::new())),
+        }
+    }
+
     /// Sends a request and resolves with its one outcome: the answer, the peer's error,
     /// not sent, unknown, timed out, or stopped.
     pub async fn request(

@@ -115,8 +115,8 @@ impl OptionsBuilder {
         self
     }
 
-    /// How many writes may wait on one socket before it is judged stuck (its peer is not
-    /// reading) and replaced.
+    /// How many writes may wait on one socket; beyond that the application's calls wait
+    /// (backpressure) until the socket drains.
     pub fn socket_queue(mut self, writes: usize) -> Self {
         self.options.socket_queue = writes;
         self

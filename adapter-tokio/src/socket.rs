@@ -84,60 +84,122 @@ async fn open(dial: Dial) -> Result<Ws, OpenError> {
     Ok(ws)
 }
 
-/// Reads and writes until the socket ends; returns how it ended.
+/// Reads and writes until the socket ends; returns how it ended. Writes run in a task of
+/// their own, side by side with the reads: a write waiting on a full send buffer never
+/// stops the reads (a peer that echoes would otherwise deadlock with us), and the two
+/// directions use both cores as a raw split socket would.
 async fn pump(
     ws: Ws,
     conn: ConnId,
     inputs: &InputSender,
-    mut writes: mpsc::Receiver<Write>,
+    writes: mpsc::Receiver<Write>,
 ) -> CloseCause {
-    let (mut sink, mut stream) = ws.split();
+    let (sink, mut stream) = ws.split();
+    let (too_big_tx, too_big_rx) = tokio::sync::oneshot::channel();
+    let writer = AbortOnDrop(tokio::spawn(write_all(sink, writes, too_big_rx)));
     let mut peer_close: Option<CloseFrame> = None;
-    let mut writing = true;
-    loop {
+    let mut writer_done = writer;
+    let cause = loop {
         tokio::select! {
             read = stream.next() => match read {
                 Some(Ok(message)) => match wire::read(message) {
                     Read::Frame(frame) => {
                         // Awaiting here is the backpressure: a slow driver stops the reads.
                         if inputs.send(Input::Frame { conn, frame }).await.is_err() {
-                            return CloseCause::Aborted;
+                            break CloseCause::Aborted;
                         }
                     }
                     Read::Close(frame) => peer_close = frame,
                     Read::Nothing => {}
                 },
-                Some(Err(error)) => {
-                    let cause = wire::closed_by(&error, peer_close.clone());
-                    if let CloseCause::Error { kind: tether_core::TransportErrorKind::MessageTooBig, .. } = cause {
-                        // Tell the peer why (1009), without waiting on it.
-                        let too_big = CloseFrame::new(1009, "message too big");
-                        let _ = sink.send(wire::close(too_big)).await;
-                    }
-                    return cause;
-                }
-                None => return peer_close.map_or(CloseCause::Dropped, CloseCause::Frame),
+                Some(Err(error)) => break wire::closed_by(&error, peer_close),
+                None => break peer_close.map_or(CloseCause::Dropped, CloseCause::Frame),
             },
-            write = writes.recv(), if writing => match write {
-                Some(Write::Frame(frame)) => {
-                    if let Err(error) = sink.feed(wire::write(frame)).await {
-                        return wire::closed_by(&error, peer_close.clone());
-                    }
-                    // Pipelined writes share one flush; an idle queue flushes at once.
-                    if writes.is_empty() {
-                        if let Err(error) = sink.flush().await {
-                            return wire::closed_by(&error, peer_close.clone());
-                        }
-                    }
+            written = &mut writer_done.0 => match written {
+                Ok(Some(cause)) => break cause,
+                // The writer ended without an error: keep reading until the socket ends.
+                Ok(None) | Err(_) => {
+                    let cause = read_to_end(&mut stream, peer_close).await;
+                    break cause;
                 }
-                Some(Write::Close(frame)) => {
-                    if let Err(error) = sink.send(wire::close(frame)).await {
-                        return wire::closed_by(&error, peer_close.clone());
-                    }
-                }
-                // The driver let go of this socket's writes; keep reading until it ends.
-                None => writing = false,
             },
         }
+    };
+    if let CloseCause::Error {
+        kind: tether_core::TransportErrorKind::MessageTooBig,
+        ..
+    } = cause
+    {
+        // Tell the peer why (1009), without waiting long on it.
+        let _ = too_big_tx.send(());
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_millis(100), &mut writer_done.0).await;
+    }
+    cause
+}
+
+type Stream = futures_util::stream::SplitStream<Ws>;
+type Sink = futures_util::stream::SplitSink<Ws, tokio_tungstenite::tungstenite::Message>;
+
+async fn read_to_end(stream: &mut Stream, mut peer_close: Option<CloseFrame>) -> CloseCause {
+    loop {
+        match stream.next().await {
+            Some(Ok(message)) => {
+                if let Read::Close(frame) = wire::read(message) {
+                    peer_close = frame;
+                }
+            }
+            Some(Err(error)) => return wire::closed_by(&error, peer_close),
+            None => return peer_close.map_or(CloseCause::Dropped, CloseCause::Frame),
+        }
+    }
+}
+
+/// Writes what the driver sends, flushing whenever the queue runs dry. Ends with the
+/// cause if a write fails, or `None` once the driver lets go (the reads go on).
+async fn write_all(
+    mut sink: Sink,
+    mut writes: mpsc::Receiver<Write>,
+    mut too_big: tokio::sync::oneshot::Receiver<()>,
+) -> Option<CloseCause> {
+    loop {
+        let write = tokio::select! {
+            write = writes.recv() => write,
+            told = &mut too_big => {
+                if told.is_ok() {
+                    let _ = sink.send(wire::close(CloseFrame::new(1009, "message too big"))).await;
+                }
+                return None;
+            }
+        };
+        let Some(write) = write else {
+            // Keep the sink alive for the 1009 notice, should the reads need it.
+            if (&mut too_big).await.is_ok() {
+                let _ = sink
+                    .send(wire::close(CloseFrame::new(1009, "message too big")))
+                    .await;
+            }
+            return None;
+        };
+        let sent = match write {
+            Write::Frame(frame) => match sink.feed(wire::write(frame)).await {
+                // Pipelined writes share one flush; an idle queue flushes at once.
+                Ok(()) if writes.is_empty() => sink.flush().await,
+                other => other,
+            },
+            Write::Close(frame) => sink.send(wire::close(frame)).await,
+        };
+        if let Err(error) = sent {
+            return Some(wire::closed_by(&error, None));
+        }
+    }
+}
+
+/// Aborts the task when dropped, so an aborted socket task takes its writer with it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -217,6 +217,9 @@ pub enum ReturnReason {
     Overflow,
     /// A newer send with the same coalescing key took its place.
     Replaced,
+    /// It was refused when sent through [`Client::send_or_return`](crate::Client::send_or_return),
+    /// for this reason.
+    Refused(crate::error::SendErrorKind),
 }
 
 /// A frame the profile could not accept: malformed JSON, an unknown opcode, a missing

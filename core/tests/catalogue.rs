@@ -913,3 +913,25 @@ fn invalid_config_is_not_used_here() {
     // The scenarios above run on a valid configuration; invalid ones are in config.rs.
     assert!(Config::builder().build().is_ok());
 }
+
+#[test]
+fn f13_fire_and_forget_refusals_come_back_as_events() {
+    let config = test_config().queue_max_frames(1).build().unwrap();
+    let mut sim = Sim::new(config, plain_quiet());
+    let now = sim.now;
+    let a = sim
+        .client
+        .send_or_return(Frame::text("a"), tether_core::SendOptions::new(), now);
+    let b = sim
+        .client
+        .send_or_return(Frame::text("b"), tether_core::SendOptions::new(), now);
+    assert!(b > a);
+    assert_eq!(
+        sim.client.poll_event(),
+        Some(E::Returned {
+            id: b,
+            frame: Frame::text("b"),
+            reason: ReturnReason::Refused(SendErrorKind::QueueFull)
+        })
+    );
+}

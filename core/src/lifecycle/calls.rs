@@ -125,6 +125,25 @@ impl<P: Protocol> Client<P> {
         }
     }
 
+    /// Like [`send_with`](Self::send_with), for callers that cannot wait for the verdict
+    /// (an adapter's fire-and-forget path): a refused frame comes back as
+    /// [`Event::Returned`](crate::Event::Returned) with
+    /// [`ReturnReason::Refused`](crate::ReturnReason::Refused). Refusals use up an id too,
+    /// so every frame handed in is accounted for by its id.
+    pub fn send_or_return(&mut self, frame: Frame, options: SendOptions, now: Instant) -> SendId {
+        match self.send_with(frame, options, now) {
+            Ok(id) => id,
+            Err(SendError { kind, frame }) => {
+                self.next_send += 1;
+                let id = SendId(self.next_send);
+                self.stats.frames_returned += 1;
+                self.events
+                    .push_back(returned(id, frame, ReturnReason::Refused(kind)));
+                id
+            }
+        }
+    }
+
     /// Sends a request and tracks it to exactly one outcome, reported as
     /// [`Event::Response`](crate::Event::Response): the peer's answer or error on the
     /// connection that carried it, `NotSent` (its connection ended while it still waited:
