@@ -125,6 +125,17 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let url = echo_server().await;
+        if let Ok(which) = std::env::var("ECHO_ONLY") {
+            // For profiling one side: `ECHO_ONLY=tether` or `ECHO_ONLY=raw`.
+            for _ in 0..10 {
+                if which == "raw" {
+                    raw(&url, 16 * 1024, 20_000).await;
+                } else {
+                    tether(&url, 16 * 1024, 20_000).await;
+                }
+            }
+            return;
+        }
         let sizes = [(64usize, "64B", 200_000usize), (16 * 1024, "16KiB", 20_000)];
         println!(
             "{:<8} {:>10} {:>14} {:>14} {:>12}",

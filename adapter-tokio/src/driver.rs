@@ -48,7 +48,7 @@ pub(crate) enum Call<P: Protocol> {
 }
 
 /// How many calls or inputs the driver takes per wake before it looks at the rest.
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 
 /// What woke the driver.
 enum Wake<P: Protocol> {

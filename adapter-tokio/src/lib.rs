@@ -106,7 +106,7 @@ where
     client
         .connect(std::time::Instant::now())
         .map_err(|e| ConnectError::InvalidRequest(e.to_string()))?;
-    let (calls_tx, calls_rx) = tokio::sync::mpsc::channel(64);
+    let (calls_tx, calls_rx) = tokio::sync::mpsc::channel(256);
     let (events_tx, events_rx) = tokio::sync::mpsc::channel(options.event_buffer);
     let driver = driver::Driver::new(client, target, options, tls, calls_rx, events_tx);
     driver::spawn(driver, CLIENTS.fetch_add(1, Ordering::Relaxed) + 1);

@@ -73,7 +73,7 @@ impl Default for OptionsBuilder {
                     .max_message_size(Some(16 << 20))
                     .max_frame_size(Some(4 << 20)),
                 event_buffer: 256,
-                input_buffer: 64,
+                input_buffer: 256,
                 socket_queue: 1024,
                 #[cfg(feature = "rustls")]
                 tls: None,

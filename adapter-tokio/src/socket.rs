@@ -183,8 +183,16 @@ async fn write_all(
         };
         let sent = match write {
             Write::Frame(frame) => match sink.feed(wire::write(frame)).await {
-                // Pipelined writes share one flush; an idle queue flushes at once.
-                Ok(()) if writes.is_empty() => sink.flush().await,
+                // Pipelined writes share one flush: when the queue runs dry, give the
+                // driver one turn to add more, then flush.
+                Ok(()) if writes.is_empty() => {
+                    tokio::task::yield_now().await;
+                    if writes.is_empty() {
+                        sink.flush().await
+                    } else {
+                        Ok(())
+                    }
+                }
                 other => other,
             },
             Write::Close(frame) => sink.send(wire::close(frame)).await,
