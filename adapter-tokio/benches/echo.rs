@@ -144,13 +144,23 @@ fn main() {
         let mut ratios = Vec::new();
         for (size, label, count) in sizes {
             // Warm up both paths, then take the best of five alternating runs of each.
-            raw(&url, size, count / 10).await;
-            tether(&url, size, count / 10).await;
+            // Both clients run as tasks on the runtime's two workers (never on the main
+            // thread), so each has the same threads to work with.
+            let run_raw = |n: usize| {
+                let url = url.clone();
+                tokio::spawn(async move { raw(&url, size, n).await })
+            };
+            let run_tether = |n: usize| {
+                let url = url.clone();
+                tokio::spawn(async move { tether(&url, size, n).await })
+            };
+            run_raw(count / 10).await.unwrap();
+            run_tether(count / 10).await.unwrap();
             let mut best_raw = Duration::MAX;
             let mut best_tether = Duration::MAX;
             for _ in 0..5 {
-                best_raw = best_raw.min(raw(&url, size, count).await);
-                best_tether = best_tether.min(tether(&url, size, count).await);
+                best_raw = best_raw.min(run_raw(count).await.unwrap());
+                best_tether = best_tether.min(run_tether(count).await.unwrap());
             }
             let raw_rate = count as f64 / best_raw.as_secs_f64();
             let tether_rate = count as f64 / best_tether.as_secs_f64();

@@ -4,16 +4,17 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use tether_core::{
-    CallError, Client, CloseCause, Command, ConnId, Event, Frame, Input, OpenError, OpenErrorKind,
+    CallError, Client, CloseCause, CloseFrame, Command, ConnId, Event, Frame, Input, OpenError, OpenErrorKind,
     Outcome, Protocol, RequestError, RequestId, ReturnReason, SendError, SendId, SendOptions,
     Stats, Status,
 };
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, debug_span};
 
 use crate::options::Options;
-use crate::socket::{self, Dial, Tls, Write};
+use crate::socket::{self, Dial, Read, Reader, Tls, Write};
 use crate::target::Target;
 
 /// What the application's handle asks of the driver.
@@ -54,7 +55,9 @@ const BATCH: usize = 256;
 enum Wake<P: Protocol> {
     Call(Option<Call<P>>),
     Delivered,
-    Input(Input),
+    Read(ConnId, Read),
+    Dialed(socket::Dialed),
+    WriteFailed(ConnId, CloseCause),
     Timer,
     Writable(ConnId, mpsc::OwnedPermit<Write>),
 }
@@ -63,13 +66,30 @@ enum Wake<P: Protocol> {
 /// `OpenFailed` per `Open`, and exactly one `Closed` after `Opened`, also after an abort.
 /// Which inputs are stale is the machine's business, never decided here.
 struct Socket {
-    opened: bool,
-    writes: mpsc::Sender<Write>,
-    /// Writes the socket's task could not take yet, in order. While any wait here, the
-    /// driver takes no calls: the application's sends feel the backpressure, and memory
-    /// stays within the core's queue bounds.
+    /// The open attempt, until it resolves.
+    dialing: Option<JoinHandle<()>>,
+    /// The writer, once open.
+    writer: Option<(mpsc::Sender<Write>, JoinHandle<()>)>,
+    /// Writes the writer could not take yet, in order. While any wait here, the driver
+    /// takes no calls: the application's sends feel the backpressure, and memory stays
+    /// within the core's queue bounds.
     overflow: VecDeque<Write>,
-    task: JoinHandle<()>,
+}
+
+impl Socket {
+    fn opened(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Stops the socket's tasks: its write half is dropped with its writer.
+    fn stop(&mut self) {
+        if let Some(dialing) = self.dialing.take() {
+            dialing.abort();
+        }
+        if let Some((_, writer)) = self.writer.take() {
+            writer.abort();
+        }
+    }
 }
 
 pub(crate) struct Driver<P: Protocol> {
@@ -78,8 +98,14 @@ pub(crate) struct Driver<P: Protocol> {
     options: Options,
     tls: Option<Tls>,
     calls: mpsc::Receiver<Call<P>>,
-    inputs_tx: socket::InputSender,
-    inputs: mpsc::Receiver<Input>,
+    dialed_tx: mpsc::UnboundedSender<socket::Dialed>,
+    dialed: mpsc::UnboundedReceiver<socket::Dialed>,
+    write_failed_tx: mpsc::UnboundedSender<(ConnId, CloseCause)>,
+    write_failed: mpsc::UnboundedReceiver<(ConnId, CloseCause)>,
+    /// The read half of every open socket: the driver reads them itself, so what a
+    /// socket reads reaches the machine with no hop in between.
+    readers: Vec<Reader>,
+    read_cursor: usize,
     events: mpsc::Sender<Event<P::Message, P::Response>>,
     pending_events: VecDeque<Event<P::Message, P::Response>>,
     sockets: HashMap<ConnId, Socket>,
@@ -106,15 +132,20 @@ where
         calls: mpsc::Receiver<Call<P>>,
         events: EventSender<P>,
     ) -> Self {
-        let (inputs_tx, inputs) = mpsc::channel(options.input_buffer);
+        let (dialed_tx, dialed) = mpsc::unbounded_channel();
+        let (write_failed_tx, write_failed) = mpsc::unbounded_channel();
         Self {
             client,
             target,
             options,
             tls,
             calls,
-            inputs_tx,
-            inputs,
+            dialed_tx,
+            dialed,
+            write_failed_tx,
+            write_failed,
+            readers: Vec::new(),
+            read_cursor: 0,
             events,
             pending_events: VecDeque::new(),
             sockets: HashMap::new(),
@@ -173,7 +204,11 @@ where
                     }
                     Wake::Delivered
                 }
-                Some(input) = self.inputs.recv(), if room_for_events => Wake::Input(input),
+                (conn, read) = std::future::poll_fn(|cx| {
+                    socket::poll_readers(&mut self.readers, &mut self.read_cursor, cx)
+                }), if room_for_events && !self.readers.is_empty() => Wake::Read(conn, read),
+                Some(dialed) = self.dialed.recv() => Wake::Dialed(dialed),
+                Some((conn, cause)) = self.write_failed.recv() => Wake::WriteFailed(conn, cause),
                 () = &mut sleep, if armed.is_some() => Wake::Timer,
             };
             match wake {
@@ -205,31 +240,39 @@ where
                         permit.send(write);
                     }
                 }
-                Wake::Input(input) => {
-                    self.input(input);
+                Wake::Read(conn, read) => {
+                    self.read(conn, read);
+                    // Take what else the sockets already hold in one go: one wake, many
+                    // frames, each routed before the next.
                     for _ in 0..BATCH {
                         if self.pending_events.len() >= self.options.event_buffer {
                             break;
                         }
-                        match self.inputs.try_recv() {
-                            Ok(input) => {
-                                self.input(input);
-                                // Each input's output is routed before the next input.
+                        let more = std::future::poll_fn(|cx| {
+                            socket::poll_readers(&mut self.readers, &mut self.read_cursor, cx)
+                        })
+                        .now_or_never();
+                        match more {
+                            Some((conn, read)) => {
+                                self.read(conn, read);
                                 self.perform();
                             }
-                            Err(_) => break,
+                            None => break,
                         }
                     }
                 }
+                Wake::Dialed((conn, opened)) => self.dialed(conn, opened),
+                Wake::WriteFailed(conn, cause) => self.end(conn, cause),
                 Wake::Timer => {
                     armed = None;
                     self.client.handle_timeout(Instant::now());
                 }
             }
         }
-        for (_, socket) in self.sockets.drain() {
-            socket.task.abort();
+        for (_, mut socket) in self.sockets.drain() {
+            socket.stop();
         }
+        self.readers.clear();
         for waiter in self.shutdown_waiters.drain(..) {
             let _ = waiter.send(std::mem::take(&mut self.returned_at_shutdown));
         }
@@ -276,23 +319,72 @@ where
         }
     }
 
-    /// An input from a socket task, checked against the adapter's contract before the
-    /// machine sees it.
-    fn input(&mut self, input: Input) {
-        let conn = input.conn();
+    /// What a socket read: a frame for the machine, or the socket's end.
+    fn read(&mut self, conn: ConnId, read: Read) {
+        match read {
+            Read::Frame(frame) => {
+                self.client
+                    .handle_input(Input::Frame { conn, frame }, Instant::now());
+            }
+            Read::End(cause) => {
+                if let CloseCause::Error {
+                    kind: tether_core::TransportErrorKind::MessageTooBig,
+                    ..
+                } = cause
+                {
+                    // Tell the peer why (1009) before the socket goes.
+                    if let Some((writes, _)) = self.sockets.get(&conn).and_then(|s| s.writer.as_ref()) {
+                        let _ = writes.try_send(Write::Close(CloseFrame::new(1009, "message too big")));
+                    }
+                    self.readers.retain(|r| r.conn != conn);
+                    if let Some(mut socket) = self.sockets.remove(&conn) {
+                        // The writer gets a moment to send the notice, then goes.
+                        if let Some((_, writer)) = socket.writer.take() {
+                            tokio::spawn(async move {
+                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                                writer.abort();
+                            });
+                        }
+                        socket.stop();
+                    }
+                    self.client
+                        .handle_input(Input::Closed { conn, cause }, Instant::now());
+                    return;
+                }
+                self.end(conn, cause);
+            }
+        }
+    }
+
+    /// An open attempt resolved.
+    fn dialed(&mut self, conn: ConnId, opened: Result<socket::Ws, OpenError>) {
         let Some(socket) = self.sockets.get_mut(&conn) else {
-            // The socket was aborted and already reported; what it said after is not an
-            // input the adapter promised.
+            // Aborted meanwhile and already reported: the socket is dropped here.
             return;
         };
-        match &input {
-            Input::Opened { .. } => socket.opened = true,
-            Input::Closed { .. } | Input::OpenFailed { .. } => {
-                self.sockets.remove(&conn);
+        socket.dialing = None;
+        match opened {
+            Ok(ws) => {
+                let (sink, stream) = ws.split();
+                let (writes_tx, writes_rx) = mpsc::channel(self.options.socket_queue);
+                let writer = tokio::spawn(socket::write_all(
+                    conn,
+                    sink,
+                    writes_rx,
+                    self.write_failed_tx.clone(),
+                ));
+                socket.writer = Some((writes_tx, writer));
+                self.readers.push(Reader::new(conn, stream));
+                debug!(conn = conn.get(), "opened");
+                self.client
+                    .handle_input(Input::Opened { conn }, Instant::now());
             }
-            Input::Frame { .. } | Input::StartGranted { .. } => {}
+            Err(error) => {
+                self.sockets.remove(&conn);
+                self.client
+                    .handle_input(Input::OpenFailed { conn, error }, Instant::now());
+            }
         }
-        self.client.handle_input(input, Instant::now());
     }
 
     /// Steps 2 and 3 of the loop: every command performed, every event routed and handed
@@ -335,7 +427,6 @@ where
     }
 
     fn open(&mut self, conn: ConnId, endpoint: &tether_core::Endpoint) {
-        let (writes_tx, writes_rx) = mpsc::channel(self.options.socket_queue);
         let dial = Dial {
             conn,
             request: self
@@ -345,14 +436,13 @@ where
             websocket: self.options.websocket,
             tls: self.tls.clone(),
         };
-        let task = tokio::spawn(socket::run(dial, self.inputs_tx.clone(), writes_rx));
+        let dialing = tokio::spawn(socket::dial(dial, self.dialed_tx.clone()));
         self.sockets.insert(
             conn,
             Socket {
-                opened: false,
-                writes: writes_tx,
+                dialing: Some(dialing),
+                writer: None,
                 overflow: VecDeque::new(),
-                task,
             },
         );
     }
@@ -361,11 +451,14 @@ where
         let Some(socket) = self.sockets.get_mut(&conn) else {
             return;
         };
+        let Some((writes, _)) = &socket.writer else {
+            return;
+        };
         if !socket.overflow.is_empty() {
             socket.overflow.push_back(write);
             return;
         }
-        if let Err(mpsc::error::TrySendError::Full(write)) = socket.writes.try_send(write) {
+        if let Err(mpsc::error::TrySendError::Full(write)) = writes.try_send(write) {
             socket.overflow.push_back(write);
         }
     }
@@ -375,7 +468,7 @@ where
         self.sockets
             .iter()
             .find(|(_, s)| !s.overflow.is_empty())
-            .map(|(conn, s)| (*conn, s.writes.clone()))
+            .and_then(|(conn, s)| s.writer.as_ref().map(|(w, _)| (*conn, w.clone())))
     }
 
     fn any_blocked(&self) -> bool {
@@ -387,12 +480,16 @@ where
         self.end(conn, CloseCause::Aborted);
     }
 
+    /// The socket is gone (or dropped by the adapter now): its tasks and read half go, and
+    /// the machine hears the one end it is owed.
     fn end(&mut self, conn: ConnId, cause: CloseCause) {
-        let Some(socket) = self.sockets.remove(&conn) else {
+        let Some(mut socket) = self.sockets.remove(&conn) else {
             return;
         };
-        socket.task.abort();
-        let input = if socket.opened {
+        let opened = socket.opened();
+        socket.stop();
+        self.readers.retain(|r| r.conn != conn);
+        let input = if opened {
             Input::Closed { conn, cause }
         } else {
             Input::OpenFailed {
@@ -400,7 +497,7 @@ where
                 error: OpenError::new(OpenErrorKind::Aborted, cause.to_string()),
             }
         };
-        debug!(conn = conn.get(), "socket ended by the adapter");
+        debug!(conn = conn.get(), "socket ended");
         self.client.handle_input(input, Instant::now());
     }
 

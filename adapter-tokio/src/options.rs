@@ -10,7 +10,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 pub struct Options {
     pub(crate) websocket: WebSocketConfig,
     pub(crate) event_buffer: usize,
-    pub(crate) input_buffer: usize,
     pub(crate) socket_queue: usize,
     #[cfg(feature = "rustls")]
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
@@ -21,7 +20,6 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("websocket", &self.websocket)
             .field("event_buffer", &self.event_buffer)
-            .field("input_buffer", &self.input_buffer)
             .field("socket_queue", &self.socket_queue)
             .finish_non_exhaustive()
     }
@@ -73,7 +71,6 @@ impl Default for OptionsBuilder {
                     .max_message_size(Some(16 << 20))
                     .max_frame_size(Some(4 << 20)),
                 event_buffer: 256,
-                input_buffer: 256,
                 socket_queue: 1024,
                 #[cfg(feature = "rustls")]
                 tls: None,
@@ -136,7 +133,6 @@ impl OptionsBuilder {
         for (field, value) in [
             ("read_buffer_size", ws.read_buffer_size),
             ("event_buffer", o.event_buffer),
-            ("input_buffer", o.input_buffer),
             ("socket_queue", o.socket_queue),
             ("max_message_size", ws.max_message_size.unwrap_or(1)),
             ("max_frame_size", ws.max_frame_size.unwrap_or(1)),

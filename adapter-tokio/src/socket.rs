@@ -1,28 +1,28 @@
-//! One task per socket: it opens the socket, forwards what it reads to the driver tagged
-//! with its `ConnId`, and writes what the driver sends it.
+//! Sockets: opening them (a task per attempt), writing to them (a task per socket, so a
+//! write waiting on a full send buffer never stops the reads), and reading them (in the
+//! driver itself, which owns every socket's read half).
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures_util::{SinkExt, StreamExt};
-use tether_core::{CloseCause, CloseFrame, ConnId, Frame, Input, OpenError};
+use tether_core::{CloseCause, CloseFrame, ConnId, Frame, OpenError};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
-use tracing::{Instrument, debug, debug_span};
+use tracing::debug;
 
-use crate::wire::{self, Read};
+use crate::wire;
 
-/// What the driver asks of a socket.
+/// What the driver asks of a socket's writer.
 #[derive(Debug)]
 pub(crate) enum Write {
     Frame(Frame),
     Close(CloseFrame),
 }
-
-/// How a socket task reaches the driver: the input, tagged by the socket's generation.
-pub(crate) type InputSender = mpsc::Sender<Input>;
 
 /// Everything one socket needs to open.
 pub(crate) struct Dial {
@@ -39,32 +39,21 @@ pub(crate) type Tls = Arc<rustls::ClientConfig>;
 #[cfg(not(feature = "rustls"))]
 pub(crate) type Tls = std::convert::Infallible;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type ReadHalf = futures_util::stream::SplitStream<Ws>;
+pub(crate) type WriteHalf = futures_util::stream::SplitSink<Ws, Message>;
 
-/// Runs one socket from open to close. Every path ends with exactly one report to the
-/// driver: `OpenFailed`, or `Opened` and later `Closed`. (An abort cancels the task; the
-/// driver then reports for it.)
-pub(crate) async fn run(dial: Dial, inputs: InputSender, writes: mpsc::Receiver<Write>) {
+/// The result of one open, for the driver.
+pub(crate) type Dialed = (ConnId, Result<Ws, OpenError>);
+
+/// Opens one socket and hands it (or why it failed) to the driver.
+pub(crate) async fn dial(dial: Dial, done: mpsc::UnboundedSender<Dialed>) {
     let conn = dial.conn;
-    let span = debug_span!("socket", conn = conn.get());
-    async move {
-        match open(dial).await {
-            Ok(ws) => {
-                debug!("opened");
-                if inputs.send(Input::Opened { conn }).await.is_ok() {
-                    let cause = pump(ws, conn, &inputs, writes).await;
-                    debug!(%cause, "closed");
-                    let _ = inputs.send(Input::Closed { conn, cause }).await;
-                }
-            }
-            Err(error) => {
-                debug!(%error, "open failed");
-                let _ = inputs.send(Input::OpenFailed { conn, error }).await;
-            }
-        }
+    let opened = open(dial).await;
+    if let Err(error) = &opened {
+        debug!(conn = conn.get(), %error, "open failed");
     }
-    .instrument(span)
-    .await;
+    let _ = done.send((conn, opened));
 }
 
 async fn open(dial: Dial) -> Result<Ws, OpenError> {
@@ -84,103 +73,15 @@ async fn open(dial: Dial) -> Result<Ws, OpenError> {
     Ok(ws)
 }
 
-/// Reads and writes until the socket ends; returns how it ended. Writes run in a task of
-/// their own, side by side with the reads: a write waiting on a full send buffer never
-/// stops the reads (a peer that echoes would otherwise deadlock with us), and the two
-/// directions use both cores as a raw split socket would.
-async fn pump(
-    ws: Ws,
+/// Writes what the driver sends, flushing whenever the queue runs dry. A failed write is
+/// reported on `failed`; the reads then end the socket too.
+pub(crate) async fn write_all(
     conn: ConnId,
-    inputs: &InputSender,
-    writes: mpsc::Receiver<Write>,
-) -> CloseCause {
-    let (sink, mut stream) = ws.split();
-    let (too_big_tx, too_big_rx) = tokio::sync::oneshot::channel();
-    let writer = AbortOnDrop(tokio::spawn(write_all(sink, writes, too_big_rx)));
-    let mut peer_close: Option<CloseFrame> = None;
-    let mut writer_done = writer;
-    let cause = loop {
-        tokio::select! {
-            read = stream.next() => match read {
-                Some(Ok(message)) => match wire::read(message) {
-                    Read::Frame(frame) => {
-                        // Awaiting here is the backpressure: a slow driver stops the reads.
-                        if inputs.send(Input::Frame { conn, frame }).await.is_err() {
-                            break CloseCause::Aborted;
-                        }
-                    }
-                    Read::Close(frame) => peer_close = frame,
-                    Read::Nothing => {}
-                },
-                Some(Err(error)) => break wire::closed_by(&error, peer_close),
-                None => break peer_close.map_or(CloseCause::Dropped, CloseCause::Frame),
-            },
-            written = &mut writer_done.0 => match written {
-                Ok(Some(cause)) => break cause,
-                // The writer ended without an error: keep reading until the socket ends.
-                Ok(None) | Err(_) => {
-                    let cause = read_to_end(&mut stream, peer_close).await;
-                    break cause;
-                }
-            },
-        }
-    };
-    if let CloseCause::Error {
-        kind: tether_core::TransportErrorKind::MessageTooBig,
-        ..
-    } = cause
-    {
-        // Tell the peer why (1009), without waiting long on it.
-        let _ = too_big_tx.send(());
-        let _ =
-            tokio::time::timeout(std::time::Duration::from_millis(100), &mut writer_done.0).await;
-    }
-    cause
-}
-
-type Stream = futures_util::stream::SplitStream<Ws>;
-type Sink = futures_util::stream::SplitSink<Ws, tokio_tungstenite::tungstenite::Message>;
-
-async fn read_to_end(stream: &mut Stream, mut peer_close: Option<CloseFrame>) -> CloseCause {
-    loop {
-        match stream.next().await {
-            Some(Ok(message)) => {
-                if let Read::Close(frame) = wire::read(message) {
-                    peer_close = frame;
-                }
-            }
-            Some(Err(error)) => return wire::closed_by(&error, peer_close),
-            None => return peer_close.map_or(CloseCause::Dropped, CloseCause::Frame),
-        }
-    }
-}
-
-/// Writes what the driver sends, flushing whenever the queue runs dry. Ends with the
-/// cause if a write fails, or `None` once the driver lets go (the reads go on).
-async fn write_all(
-    mut sink: Sink,
+    mut sink: WriteHalf,
     mut writes: mpsc::Receiver<Write>,
-    mut too_big: tokio::sync::oneshot::Receiver<()>,
-) -> Option<CloseCause> {
-    loop {
-        let write = tokio::select! {
-            write = writes.recv() => write,
-            told = &mut too_big => {
-                if told.is_ok() {
-                    let _ = sink.send(wire::close(CloseFrame::new(1009, "message too big"))).await;
-                }
-                return None;
-            }
-        };
-        let Some(write) = write else {
-            // Keep the sink alive for the 1009 notice, should the reads need it.
-            if (&mut too_big).await.is_ok() {
-                let _ = sink
-                    .send(wire::close(CloseFrame::new(1009, "message too big")))
-                    .await;
-            }
-            return None;
-        };
+    failed: mpsc::UnboundedSender<(ConnId, CloseCause)>,
+) {
+    while let Some(write) = writes.recv().await {
         let sent = match write {
             Write::Frame(frame) => match sink.feed(wire::write(frame)).await {
                 // Pipelined writes share one flush: when the queue runs dry, give the
@@ -198,16 +99,80 @@ async fn write_all(
             Write::Close(frame) => sink.send(wire::close(frame)).await,
         };
         if let Err(error) = sent {
-            return Some(wire::closed_by(&error, None));
+            let _ = failed.send((conn, wire::closed_by(&error, None)));
+            return;
         }
     }
 }
 
-/// Aborts the task when dropped, so an aborted socket task takes its writer with it.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+/// The read half of one open socket, owned by the driver.
+pub(crate) struct Reader {
+    pub(crate) conn: ConnId,
+    stream: ReadHalf,
+    peer_close: Option<CloseFrame>,
+}
 
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
+/// What one read produced.
+pub(crate) enum Read {
+    Frame(Frame),
+    /// The socket ended, for this reason.
+    End(CloseCause),
+}
+
+impl Reader {
+    pub(crate) fn new(conn: ConnId, stream: ReadHalf) -> Self {
+        Self {
+            conn,
+            stream,
+            peer_close: None,
+        }
     }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Read> {
+        loop {
+            let next = match self.stream.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(next) => next,
+            };
+            return Poll::Ready(match next {
+                Some(Ok(message)) => match wire::read(message) {
+                    wire::Read::Frame(frame) => Read::Frame(frame),
+                    wire::Read::Close(frame) => {
+                        self.peer_close = frame;
+                        continue;
+                    }
+                    wire::Read::Nothing => continue,
+                },
+                Some(Err(error)) => Read::End(self.end(&error)),
+                None => Read::End(
+                    self.peer_close
+                        .take()
+                        .map_or(CloseCause::Dropped, CloseCause::Frame),
+                ),
+            });
+        }
+    }
+
+    fn end(&mut self, error: &tungstenite::Error) -> CloseCause {
+        wire::closed_by(error, self.peer_close.take())
+    }
+}
+
+/// Polls every reader in turn, from `cursor`, so no socket starves another.
+pub(crate) fn poll_readers(
+    readers: &mut [Reader],
+    cursor: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<(ConnId, Read)> {
+    let n = readers.len();
+    for i in 0..n {
+        let at = (*cursor + i) % n;
+        if let Some(reader) = readers.get_mut(at) {
+            if let Poll::Ready(read) = reader.poll_read(cx) {
+                *cursor = at + 1;
+                return Poll::Ready((reader.conn, read));
+            }
+        }
+    }
+    Poll::Pending
 }
