@@ -3,19 +3,20 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use tether_core::{
-    CallError, Client, CloseCause, CloseFrame, Command, ConnId, Event, Frame, Input, OpenError, OpenErrorKind,
-    Outcome, Protocol, RequestError, RequestId, ReturnReason, SendError, SendId, SendOptions,
-    Stats, Status,
-};
 use futures_util::{FutureExt, StreamExt};
+use tether_core::{
+    CallError, Client, CloseCause, CloseFrame, Command, ConnId, Event, Frame, Input, OpenError,
+    OpenErrorKind, Outcome, Protocol, RequestError, RequestId, ReturnReason, SendError, SendId,
+    SendOptions, Stats, Status,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, debug_span};
 
 use crate::options::Options;
-use crate::socket::{self, Dial, Read, Reader, Tls, Write};
+use crate::socket::{self, Dial, Read, Reader, Tls, Writer};
 use crate::target::Target;
+use tokio_tungstenite::tungstenite::Message;
 
 /// What the application's handle asks of the driver.
 pub(crate) enum Call<P: Protocol> {
@@ -59,7 +60,6 @@ enum Wake<P: Protocol> {
     Dialed(socket::Dialed),
     WriteFailed(ConnId, CloseCause),
     Timer,
-    Writable(ConnId, mpsc::OwnedPermit<Write>),
 }
 
 /// The adapter's bookkeeping of one socket, so the machine hears exactly one `Opened` or
@@ -68,26 +68,17 @@ enum Wake<P: Protocol> {
 struct Socket {
     /// The open attempt, until it resolves.
     dialing: Option<JoinHandle<()>>,
-    /// The writer, once open.
-    writer: Option<(mpsc::Sender<Write>, JoinHandle<()>)>,
-    /// Writes the writer could not take yet, in order. While any wait here, the driver
-    /// takes no calls: the application's sends feel the backpressure, and memory stays
-    /// within the core's queue bounds.
-    overflow: VecDeque<Write>,
+    opened: bool,
 }
 
 impl Socket {
     fn opened(&self) -> bool {
-        self.writer.is_some()
+        self.opened
     }
 
-    /// Stops the socket's tasks: its write half is dropped with its writer.
     fn stop(&mut self) {
         if let Some(dialing) = self.dialing.take() {
             dialing.abort();
-        }
-        if let Some((_, writer)) = self.writer.take() {
-            writer.abort();
         }
     }
 }
@@ -100,12 +91,14 @@ pub(crate) struct Driver<P: Protocol> {
     calls: mpsc::Receiver<Call<P>>,
     dialed_tx: mpsc::UnboundedSender<socket::Dialed>,
     dialed: mpsc::UnboundedReceiver<socket::Dialed>,
-    write_failed_tx: mpsc::UnboundedSender<(ConnId, CloseCause)>,
-    write_failed: mpsc::UnboundedReceiver<(ConnId, CloseCause)>,
     /// The read half of every open socket: the driver reads them itself, so what a
     /// socket reads reaches the machine with no hop in between.
     readers: Vec<Reader>,
     read_cursor: usize,
+    /// The write half of every open socket, written from the driver without blocking it.
+    /// While frames wait on any of them beyond the socket queue, the driver takes no
+    /// calls: the application's sends feel the backpressure.
+    writers: Vec<Writer>,
     events: mpsc::Sender<Event<P::Message, P::Response>>,
     pending_events: VecDeque<Event<P::Message, P::Response>>,
     sockets: HashMap<ConnId, Socket>,
@@ -133,7 +126,6 @@ where
         events: EventSender<P>,
     ) -> Self {
         let (dialed_tx, dialed) = mpsc::unbounded_channel();
-        let (write_failed_tx, write_failed) = mpsc::unbounded_channel();
         Self {
             client,
             target,
@@ -142,10 +134,9 @@ where
             calls,
             dialed_tx,
             dialed,
-            write_failed_tx,
-            write_failed,
             readers: Vec::new(),
             read_cursor: 0,
+            writers: Vec::new(),
             events,
             pending_events: VecDeque::new(),
             sockets: HashMap::new(),
@@ -176,21 +167,12 @@ where
                 armed = deadline;
             }
             let room_for_events = self.pending_events.len() < self.options.event_buffer;
-            let blocked = self.blocked_socket();
-            let writable = async {
-                match blocked {
-                    Some((conn, writes)) => match writes.reserve_owned().await {
-                        Ok(permit) => Some((conn, permit)),
-                        Err(_) => None,
-                    },
-                    None => std::future::pending().await,
-                }
-            };
             // Unbiased: a sender that never pauses cannot starve the reads (and so the
             // heartbeat acks), nor a flood of reads the application's calls.
             let wake = tokio::select! {
-                Some((conn, permit)) = writable => Wake::Writable(conn, permit),
                 call = self.calls.recv(), if !handles_gone && !self.any_blocked() => Wake::Call(call),
+                (conn, cause) = std::future::poll_fn(|cx| socket::poll_writers(&mut self.writers, cx)),
+                    if !self.writers.is_empty() => Wake::WriteFailed(conn, cause),
                 // Only when the application is behind: otherwise `deliver` hands events on.
                 permit = self.events.reserve(), if !self.pending_events.is_empty() => {
                     match permit {
@@ -208,7 +190,6 @@ where
                     socket::poll_readers(&mut self.readers, &mut self.read_cursor, cx)
                 }), if room_for_events && !self.readers.is_empty() => Wake::Read(conn, read),
                 Some(dialed) = self.dialed.recv() => Wake::Dialed(dialed),
-                Some((conn, cause)) = self.write_failed.recv() => Wake::WriteFailed(conn, cause),
                 () = &mut sleep, if armed.is_some() => Wake::Timer,
             };
             match wake {
@@ -231,15 +212,6 @@ where
                     self.client.shutdown(Instant::now());
                 }
                 Wake::Delivered => {}
-                Wake::Writable(conn, permit) => {
-                    if let Some(write) = self
-                        .sockets
-                        .get_mut(&conn)
-                        .and_then(|s| s.overflow.pop_front())
-                    {
-                        permit.send(write);
-                    }
-                }
                 Wake::Read(conn, read) => {
                     self.read(conn, read);
                     // Take what else the sockets already hold in one go: one wake, many
@@ -273,6 +245,7 @@ where
             socket.stop();
         }
         self.readers.clear();
+        self.writers.clear();
         for waiter in self.shutdown_waiters.drain(..) {
             let _ = waiter.send(std::mem::take(&mut self.returned_at_shutdown));
         }
@@ -332,24 +305,12 @@ where
                     ..
                 } = cause
                 {
-                    // Tell the peer why (1009) before the socket goes.
-                    if let Some((writes, _)) = self.sockets.get(&conn).and_then(|s| s.writer.as_ref()) {
-                        let _ = writes.try_send(Write::Close(CloseFrame::new(1009, "message too big")));
+                    // Tell the peer why (1009) as the socket goes.
+                    if let Some(at) = self.writers.iter().position(|w| w.conn == conn) {
+                        let writer = self.writers.swap_remove(at);
+                        let frame = CloseFrame::new(1009, "message too big");
+                        tokio::spawn(socket::send_last(writer.into_sink(), frame));
                     }
-                    self.readers.retain(|r| r.conn != conn);
-                    if let Some(mut socket) = self.sockets.remove(&conn) {
-                        // The writer gets a moment to send the notice, then goes.
-                        if let Some((_, writer)) = socket.writer.take() {
-                            tokio::spawn(async move {
-                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                                writer.abort();
-                            });
-                        }
-                        socket.stop();
-                    }
-                    self.client
-                        .handle_input(Input::Closed { conn, cause }, Instant::now());
-                    return;
                 }
                 self.end(conn, cause);
             }
@@ -357,7 +318,7 @@ where
     }
 
     /// An open attempt resolved.
-    fn dialed(&mut self, conn: ConnId, opened: Result<socket::Ws, OpenError>) {
+    fn dialed(&mut self, conn: ConnId, opened: Result<Box<socket::Ws>, OpenError>) {
         let Some(socket) = self.sockets.get_mut(&conn) else {
             // Aborted meanwhile and already reported: the socket is dropped here.
             return;
@@ -365,15 +326,9 @@ where
         socket.dialing = None;
         match opened {
             Ok(ws) => {
-                let (sink, stream) = ws.split();
-                let (writes_tx, writes_rx) = mpsc::channel(self.options.socket_queue);
-                let writer = tokio::spawn(socket::write_all(
-                    conn,
-                    sink,
-                    writes_rx,
-                    self.write_failed_tx.clone(),
-                ));
-                socket.writer = Some((writes_tx, writer));
+                let (sink, stream) = (*ws).split();
+                socket.opened = true;
+                self.writers.push(Writer::new(conn, sink));
                 self.readers.push(Reader::new(conn, stream));
                 debug!(conn = conn.get(), "opened");
                 self.client
@@ -415,8 +370,8 @@ where
     fn command(&mut self, command: Command) {
         match command {
             Command::Open { conn, endpoint } => self.open(conn, &endpoint),
-            Command::Send { conn, frame } => self.write(conn, Write::Frame(frame)),
-            Command::Close { conn, frame } => self.write(conn, Write::Close(frame)),
+            Command::Send { conn, frame } => self.write(conn, crate::wire::write(frame)),
+            Command::Close { conn, frame } => self.write(conn, crate::wire::close(frame)),
             Command::Abort { conn } => self.abort(conn),
             Command::RequestStart { conn } => {
                 // No gate is wired into this adapter: the start is granted at once.
@@ -441,38 +396,21 @@ where
             conn,
             Socket {
                 dialing: Some(dialing),
-                writer: None,
-                overflow: VecDeque::new(),
+                opened: false,
             },
         );
     }
 
-    fn write(&mut self, conn: ConnId, write: Write) {
-        let Some(socket) = self.sockets.get_mut(&conn) else {
-            return;
-        };
-        let Some((writes, _)) = &socket.writer else {
-            return;
-        };
-        if !socket.overflow.is_empty() {
-            socket.overflow.push_back(write);
-            return;
+    fn write(&mut self, conn: ConnId, message: Message) {
+        if let Some(writer) = self.writers.iter_mut().find(|w| w.conn == conn) {
+            writer.push(message);
         }
-        if let Err(mpsc::error::TrySendError::Full(write)) = writes.try_send(write) {
-            socket.overflow.push_back(write);
-        }
-    }
-
-    /// The socket whose writes wait, if any, and a sender to wait for room on.
-    fn blocked_socket(&self) -> Option<(ConnId, mpsc::Sender<Write>)> {
-        self.sockets
-            .iter()
-            .find(|(_, s)| !s.overflow.is_empty())
-            .and_then(|(conn, s)| s.writer.as_ref().map(|(w, _)| (*conn, w.clone())))
     }
 
     fn any_blocked(&self) -> bool {
-        self.sockets.values().any(|s| !s.overflow.is_empty())
+        self.writers
+            .iter()
+            .any(|w| w.waiting() >= self.options.socket_queue)
     }
 
     /// Drops the transport at once and reports the end the adapter owes the machine.
@@ -489,6 +427,7 @@ where
         let opened = socket.opened();
         socket.stop();
         self.readers.retain(|r| r.conn != conn);
+        self.writers.retain(|w| w.conn != conn);
         let input = if opened {
             Input::Closed { conn, cause }
         } else {

@@ -1,6 +1,5 @@
-//! Sockets: opening them (a task per attempt), writing to them (a task per socket, so a
-//! write waiting on a full send buffer never stops the reads), and reading them (in the
-//! driver itself, which owns every socket's read half).
+//! Sockets: opening them (a task per attempt), then reading and writing them from the
+//! driver itself, which owns both halves of every open socket.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,13 +15,6 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tracing::debug;
 
 use crate::wire;
-
-/// What the driver asks of a socket's writer.
-#[derive(Debug)]
-pub(crate) enum Write {
-    Frame(Frame),
-    Close(CloseFrame),
-}
 
 /// Everything one socket needs to open.
 pub(crate) struct Dial {
@@ -44,7 +36,7 @@ pub(crate) type ReadHalf = futures_util::stream::SplitStream<Ws>;
 pub(crate) type WriteHalf = futures_util::stream::SplitSink<Ws, Message>;
 
 /// The result of one open, for the driver.
-pub(crate) type Dialed = (ConnId, Result<Ws, OpenError>);
+pub(crate) type Dialed = (ConnId, Result<Box<Ws>, OpenError>);
 
 /// Opens one socket and hands it (or why it failed) to the driver.
 pub(crate) async fn dial(dial: Dial, done: mpsc::UnboundedSender<Dialed>) {
@@ -53,7 +45,7 @@ pub(crate) async fn dial(dial: Dial, done: mpsc::UnboundedSender<Dialed>) {
     if let Err(error) = &opened {
         debug!(conn = conn.get(), %error, "open failed");
     }
-    let _ = done.send((conn, opened));
+    let _ = done.send((conn, opened.map(Box::new)));
 }
 
 async fn open(dial: Dial) -> Result<Ws, OpenError> {
@@ -73,36 +65,86 @@ async fn open(dial: Dial) -> Result<Ws, OpenError> {
     Ok(ws)
 }
 
-/// Writes what the driver sends, flushing whenever the queue runs dry. A failed write is
-/// reported on `failed`; the reads then end the socket too.
-pub(crate) async fn write_all(
-    conn: ConnId,
-    mut sink: WriteHalf,
-    mut writes: mpsc::Receiver<Write>,
-    failed: mpsc::UnboundedSender<(ConnId, CloseCause)>,
-) {
-    while let Some(write) = writes.recv().await {
-        let sent = match write {
-            Write::Frame(frame) => match sink.feed(wire::write(frame)).await {
-                // Pipelined writes share one flush: when the queue runs dry, give the
-                // driver one turn to add more, then flush.
-                Ok(()) if writes.is_empty() => {
-                    tokio::task::yield_now().await;
-                    if writes.is_empty() {
-                        sink.flush().await
-                    } else {
-                        Ok(())
-                    }
-                }
-                other => other,
-            },
-            Write::Close(frame) => sink.send(wire::close(frame)).await,
-        };
-        if let Err(error) = sent {
-            let _ = failed.send((conn, wire::closed_by(&error, None)));
-            return;
+/// The write half of one open socket, owned by the driver and written without ever
+/// blocking it: frames wait in `outbox` and go out as the socket takes them, while the
+/// driver goes on reading (a peer that echoes can never deadlock with us).
+pub(crate) struct Writer {
+    pub(crate) conn: ConnId,
+    sink: WriteHalf,
+    outbox: std::collections::VecDeque<Message>,
+    unflushed: bool,
+}
+
+impl Writer {
+    pub(crate) fn new(conn: ConnId, sink: WriteHalf) -> Self {
+        Self {
+            conn,
+            sink,
+            outbox: std::collections::VecDeque::new(),
+            unflushed: false,
         }
     }
+
+    pub(crate) fn push(&mut self, message: Message) {
+        self.outbox.push_back(message);
+    }
+
+    /// Frames waiting for the socket.
+    pub(crate) fn waiting(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Gives up the write half, for a last close frame sent on its own.
+    pub(crate) fn into_sink(self) -> WriteHalf {
+        self.sink
+    }
+
+    /// Writes as much as the socket takes now, then flushes. Ready only with an error.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<tungstenite::Error> {
+        while !self.outbox.is_empty() {
+            match self.sink.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(e),
+                Poll::Pending => return Poll::Pending,
+            }
+            if let Some(message) = self.outbox.pop_front() {
+                if let Err(e) = self.sink.start_send_unpin(message) {
+                    return Poll::Ready(e);
+                }
+                self.unflushed = true;
+            }
+        }
+        if self.unflushed {
+            match self.sink.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(e),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// Makes write progress on every socket; ready only when one of them fails.
+pub(crate) fn poll_writers(
+    writers: &mut [Writer],
+    cx: &mut Context<'_>,
+) -> Poll<(ConnId, CloseCause)> {
+    for writer in writers.iter_mut() {
+        if let Poll::Ready(error) = writer.poll_write(cx) {
+            return Poll::Ready((writer.conn, wire::closed_by(&error, None)));
+        }
+    }
+    Poll::Pending
+}
+
+/// Sends one last close frame on a socket the driver has let go of, without waiting long.
+pub(crate) async fn send_last(mut sink: WriteHalf, frame: CloseFrame) {
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_millis(100),
+        sink.send(wire::close(frame)),
+    )
+    .await;
 }
 
 /// The read half of one open socket, owned by the driver.
