@@ -59,6 +59,7 @@ enum Wake<P: Protocol> {
     Read(ConnId, Read),
     Dialed(socket::Dialed),
     WriteFailed(ConnId, CloseCause),
+    Granted(ConnId),
     Timer,
 }
 
@@ -91,6 +92,8 @@ pub(crate) struct Driver<P: Protocol> {
     calls: mpsc::Receiver<Call<P>>,
     dialed_tx: mpsc::UnboundedSender<socket::Dialed>,
     dialed: mpsc::UnboundedReceiver<socket::Dialed>,
+    granted_tx: mpsc::UnboundedSender<ConnId>,
+    granted: mpsc::UnboundedReceiver<ConnId>,
     /// The read half of every open socket: the driver reads them itself, so what a
     /// socket reads reaches the machine with no hop in between.
     readers: Vec<Reader>,
@@ -126,6 +129,7 @@ where
         events: EventSender<P>,
     ) -> Self {
         let (dialed_tx, dialed) = mpsc::unbounded_channel();
+        let (granted_tx, granted) = mpsc::unbounded_channel();
         Self {
             client,
             target,
@@ -134,6 +138,8 @@ where
             calls,
             dialed_tx,
             dialed,
+            granted_tx,
+            granted,
             readers: Vec::new(),
             read_cursor: 0,
             writers: Vec::new(),
@@ -190,6 +196,7 @@ where
                     socket::poll_readers(&mut self.readers, &mut self.read_cursor, cx)
                 }), if room_for_events && !self.readers.is_empty() => Wake::Read(conn, read),
                 Some(dialed) = self.dialed.recv() => Wake::Dialed(dialed),
+                Some(conn) = self.granted.recv() => Wake::Granted(conn),
                 () = &mut sleep, if armed.is_some() => Wake::Timer,
             };
             match wake {
@@ -235,6 +242,10 @@ where
                 }
                 Wake::Dialed((conn, opened)) => self.dialed(conn, opened),
                 Wake::WriteFailed(conn, cause) => self.end(conn, cause),
+                Wake::Granted(conn) => {
+                    self.client
+                        .handle_input(Input::StartGranted { conn }, Instant::now());
+                }
                 Wake::Timer => {
                     armed = None;
                     self.client.handle_timeout(Instant::now());
@@ -373,11 +384,20 @@ where
             Command::Send { conn, frame } => self.write(conn, crate::wire::write(frame)),
             Command::Close { conn, frame } => self.write(conn, crate::wire::close(frame)),
             Command::Abort { conn } => self.abort(conn),
-            Command::RequestStart { conn } => {
-                // No gate is wired into this adapter: the start is granted at once.
-                self.client
-                    .handle_input(Input::StartGranted { conn }, Instant::now());
-            }
+            Command::RequestStart { conn } => match &self.options.start_gate {
+                Some(gate) => {
+                    let permit = gate(conn);
+                    let granted = self.granted_tx.clone();
+                    tokio::spawn(async move {
+                        permit.await;
+                        let _ = granted.send(conn);
+                    });
+                }
+                // No gate given: the start is granted at once.
+                None => self
+                    .client
+                    .handle_input(Input::StartGranted { conn }, Instant::now()),
+            },
         }
     }
 

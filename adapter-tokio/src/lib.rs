@@ -41,7 +41,7 @@ mod wire;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use handle::{Events, Handle};
-pub use options::{Options, OptionsBuilder, OptionsError};
+pub use options::{Options, OptionsBuilder, OptionsError, StartGate};
 #[cfg(feature = "rustls")]
 pub use tls::client_config;
 pub use tokio_tungstenite::tungstenite::client::IntoClientRequest;

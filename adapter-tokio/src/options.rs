@@ -1,6 +1,14 @@
 //! Adapter settings: socket buffers, size limits, queue bounds, TLS.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+
+use tether_core::ConnId;
+
+/// Decides when a new session may start (identify budgets, spacing across shards): the
+/// driver awaits the future it returns before granting `Command::RequestStart`.
+pub type StartGate = Arc<dyn Fn(ConnId) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -11,6 +19,7 @@ pub struct Options {
     pub(crate) websocket: WebSocketConfig,
     pub(crate) event_buffer: usize,
     pub(crate) socket_queue: usize,
+    pub(crate) start_gate: Option<StartGate>,
     #[cfg(feature = "rustls")]
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -21,6 +30,7 @@ impl std::fmt::Debug for Options {
             .field("websocket", &self.websocket)
             .field("event_buffer", &self.event_buffer)
             .field("socket_queue", &self.socket_queue)
+            .field("start_gate", &self.start_gate.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +82,7 @@ impl Default for OptionsBuilder {
                     .max_frame_size(Some(4 << 20)),
                 event_buffer: 256,
                 socket_queue: 1024,
+                start_gate: None,
                 #[cfg(feature = "rustls")]
                 tls: None,
             },
@@ -116,6 +127,17 @@ impl OptionsBuilder {
     /// (backpressure) until the socket drains.
     pub fn socket_queue(mut self, writes: usize) -> Self {
         self.options.socket_queue = writes;
+        self
+    }
+
+    /// The session start gate, awaited before every fresh session when the core's
+    /// `start_gate` is on. Without one, starts are granted at once.
+    pub fn start_gate<F, Fut>(mut self, gate: F) -> Self
+    where
+        F: Fn(ConnId) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.options.start_gate = Some(Arc::new(move |conn| Box::pin(gate(conn))));
         self
     }
 

@@ -242,3 +242,48 @@ async fn wss_to_a_self_signed_loopback_server() {
     );
     client.shutdown().await;
 }
+
+#[tokio::test]
+async fn start_gate_holds_identify_until_granted() {
+    let server = ScriptedServer::start(Kind::Discord, Behaviour::default()).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let permits = gate.clone();
+    let options = Options::builder()
+        .start_gate(move |_conn| {
+            let permits = permits.clone();
+            async move {
+                if let Ok(permit) = permits.acquire().await {
+                    permit.forget();
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let profile =
+        tether_core::Discord::builder(tether_core::Identify::new(tether_core::Token::new("t"), 1))
+            .build()
+            .unwrap();
+    let config = fast()
+        .start_gate(true)
+        .ready_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let (client, mut events) =
+        tether_tokio::connect_with(server.url(), config, profile, options).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !server.records().iter().any(|r| r.seen == Seen::Identify),
+        "no identify before the grant"
+    );
+    gate.add_permits(1);
+    next_matching(&mut events, |e| matches!(e, Event::Ready { .. })).await;
+    assert_eq!(
+        server
+            .records()
+            .iter()
+            .filter(|r| r.seen == Seen::Identify)
+            .count(),
+        1
+    );
+    client.shutdown().await;
+}
