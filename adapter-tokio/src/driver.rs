@@ -1,6 +1,6 @@
 //! The driver task: it owns the core machine and every socket the machine asked for.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use futures_util::{FutureExt, StreamExt};
@@ -102,8 +102,9 @@ pub(crate) struct Driver<P: Protocol> {
     /// While frames wait on any of them beyond the socket queue, the driver takes no
     /// calls: the application's sends feel the backpressure.
     writers: Vec<Writer>,
-    events: mpsc::Sender<Event<P::Message, P::Response>>,
-    pending_events: VecDeque<Event<P::Message, P::Response>>,
+    events: EventSender<P>,
+    /// Events not yet handed to the application, sent as one batch per driver turn.
+    pending_events: Vec<Event<P::Message, P::Response>>,
     sockets: HashMap<ConnId, Socket>,
     requests: HashMap<RequestId, oneshot::Sender<Outcome<P::Response>>>,
     shutdown_waiters: Vec<oneshot::Sender<Vec<(SendId, Frame)>>>,
@@ -111,7 +112,8 @@ pub(crate) struct Driver<P: Protocol> {
     stopped: bool,
 }
 
-type EventSender<P> = mpsc::Sender<Event<<P as Protocol>::Message, <P as Protocol>::Response>>;
+type EventSender<P> =
+    crate::handle::EventSender<<P as Protocol>::Message, <P as Protocol>::Response>;
 
 impl<P> Driver<P>
 where
@@ -144,7 +146,7 @@ where
             read_cursor: 0,
             writers: Vec::new(),
             events,
-            pending_events: VecDeque::new(),
+            pending_events: Vec::new(),
             sockets: HashMap::new(),
             requests: HashMap::new(),
             shutdown_waiters: Vec::new(),
@@ -163,6 +165,7 @@ where
         loop {
             self.perform();
             if self.stopped && self.pending_events.is_empty() {
+                // Everything is handed over; the stream ends once it is taken.
                 break;
             }
             let deadline = self.client.poll_timeout();
@@ -172,26 +175,16 @@ where
                 }
                 armed = deadline;
             }
-            let room_for_events = self.pending_events.len() < self.options.event_buffer;
+            let room_for_events = self.room_for_events();
             // Unbiased: a sender that never pauses cannot starve the reads (and so the
             // heartbeat acks), nor a flood of reads the application's calls.
             let wake = tokio::select! {
                 call = self.calls.recv(), if !handles_gone && !self.any_blocked() => Wake::Call(call),
                 (conn, cause) = std::future::poll_fn(|cx| socket::poll_writers(&mut self.writers, cx)),
                     if !self.writers.is_empty() => Wake::WriteFailed(conn, cause),
-                // Only when the application is behind: otherwise `deliver` hands events on.
-                permit = self.events.reserve(), if !self.pending_events.is_empty() => {
-                    match permit {
-                        Ok(permit) => {
-                            if let Some(event) = self.pending_events.pop_front() {
-                                permit.send(event);
-                            }
-                        }
-                        // Nobody listens: the events have nowhere to go.
-                        Err(_) => self.pending_events.clear(),
-                    }
-                    Wake::Delivered
-                }
+                // Only when the application is behind: the driver waits for it to take
+                // some events before reading any more.
+                () = self.events.room(), if !room_for_events => Wake::Delivered,
                 (conn, read) = std::future::poll_fn(|cx| {
                     socket::poll_readers(&mut self.readers, &mut self.read_cursor, cx)
                 }), if room_for_events && !self.readers.is_empty() => Wake::Read(conn, read),
@@ -224,7 +217,7 @@ where
                     // Take what else the sockets already hold in one go: one wake, many
                     // frames, each routed before the next.
                     for _ in 0..BATCH {
-                        if self.pending_events.len() >= self.options.event_buffer {
+                        if !self.room_for_events() {
                             break;
                         }
                         let more = std::future::poll_fn(|cx| {
@@ -362,20 +355,18 @@ where
         while let Some(event) = self.client.poll_event() {
             self.route(event);
         }
-        while let Some(event) = self.pending_events.pop_front() {
-            match self.events.try_send(event) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(event)) => {
-                    self.pending_events.push_front(event);
-                    break;
-                }
+        if !self.pending_events.is_empty() {
+            let batch = std::mem::take(&mut self.pending_events);
+            if !self.events.send(batch) {
                 // Nobody listens: the events have nowhere to go.
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.pending_events.clear();
-                    break;
-                }
+                self.pending_events.clear();
             }
         }
+    }
+
+    /// Whether the application has room for more events, counting those it has not taken.
+    fn room_for_events(&self) -> bool {
+        self.events.in_flight() + self.pending_events.len() < self.options.event_buffer
     }
 
     fn command(&mut self, command: Command) {
@@ -468,7 +459,7 @@ where
                 }
                 None => self
                     .pending_events
-                    .push_back(Event::Response { id, outcome }),
+                    .push(Event::Response { id, outcome }),
             },
             Event::Returned {
                 id,
@@ -479,9 +470,9 @@ where
             }
             Event::Stopped { reason } => {
                 self.stopped = true;
-                self.pending_events.push_back(Event::Stopped { reason });
+                self.pending_events.push(Event::Stopped { reason });
             }
-            other => self.pending_events.push_back(other),
+            other => self.pending_events.push(other),
         }
     }
 }

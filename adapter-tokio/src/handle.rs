@@ -9,7 +9,11 @@ use tether_core::{
     CallError, Event, Frame, Outcome, Protocol, ReconnectMode, RequestError, RequestErrorKind,
     SendError, SendErrorKind, SendId, SendOptions, Stats, Status,
 };
-use tokio::sync::{mpsc, oneshot};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::driver::Call;
 
@@ -168,21 +172,93 @@ impl<P: Protocol> Handle<P> {
     }
 }
 
+/// The driver's end of the event stream: events go over in batches, one per driver turn,
+/// and a shared count of what the application has not yet taken bounds them.
+pub(crate) struct EventSender<M, R> {
+    batches: mpsc::UnboundedSender<Vec<Event<M, R>>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    in_flight: AtomicUsize,
+    room: Notify,
+}
+
+impl<M, R> EventSender<M, R> {
+    /// Hands a batch over; false if the application dropped the stream.
+    pub(crate) fn send(&self, batch: Vec<Event<M, R>>) -> bool {
+        let n = batch.len();
+        self.shared.in_flight.fetch_add(n, Ordering::AcqRel);
+        if self.batches.send(batch).is_err() {
+            self.shared.in_flight.fetch_sub(n, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Events handed over and not yet taken.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the application has taken events since the last call.
+    pub(crate) async fn room(&self) {
+        self.shared.room.notified().await;
+    }
+}
+
+/// A new event channel.
+pub(crate) fn events<P: Protocol>() -> (EventSender<P::Message, P::Response>, Events<P>) {
+    let (batches, receiver) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        in_flight: AtomicUsize::new(0),
+        room: Notify::new(),
+    });
+    (
+        EventSender {
+            batches,
+            shared: shared.clone(),
+        },
+        Events {
+            batches: receiver,
+            current: VecDeque::new(),
+            shared,
+        },
+    )
+}
+
 /// The client's events, in order. Ends after [`Event::Stopped`]. A consumer that falls
 /// behind by the configured event buffer stops the reads of its sockets: backpressure, not
 /// memory.
 pub struct Events<P: Protocol> {
-    events: mpsc::Receiver<Event<P::Message, P::Response>>,
+    batches: mpsc::UnboundedReceiver<Vec<Event<P::Message, P::Response>>>,
+    current: VecDeque<Event<P::Message, P::Response>>,
+    shared: Arc<Shared>,
 }
 
 impl<P: Protocol> Events<P> {
-    pub(crate) fn new(events: mpsc::Receiver<Event<P::Message, P::Response>>) -> Self {
-        Self { events }
-    }
-
     /// The next event, or `None` once the client has stopped and every event was taken.
     pub async fn next(&mut self) -> Option<Event<P::Message, P::Response>> {
-        self.events.recv().await
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event<P::Message, P::Response>>> {
+        if self.current.is_empty() {
+            match self.batches.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => self.current.extend(batch),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let event = self.current.pop_front();
+        if event.is_some() {
+            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            if self.current.is_empty() {
+                // A whole batch taken: a driver waiting for room may read again.
+                self.shared.room.notify_one();
+            }
+        }
+        Poll::Ready(event)
     }
 }
 
@@ -190,7 +266,7 @@ impl<P: Protocol> Stream for Events<P> {
     type Item = Event<P::Message, P::Response>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_recv(cx)
+        self.poll_event(cx)
     }
 }
 

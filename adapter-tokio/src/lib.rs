@@ -107,10 +107,10 @@ where
         .connect(std::time::Instant::now())
         .map_err(|e| ConnectError::InvalidRequest(e.to_string()))?;
     let (calls_tx, calls_rx) = tokio::sync::mpsc::channel(256);
-    let (events_tx, events_rx) = tokio::sync::mpsc::channel(options.event_buffer);
+    let (events_tx, events_rx) = handle::events::<P>();
     let driver = driver::Driver::new(client, target, options, tls, calls_rx, events_tx);
     driver::spawn(driver, CLIENTS.fetch_add(1, Ordering::Relaxed) + 1);
-    Ok((Handle::new(calls_tx), Events::new(events_rx)))
+    Ok((Handle::new(calls_tx), events_rx))
 }
 
 #[cfg(feature = "rustls")]
