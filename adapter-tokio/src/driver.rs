@@ -92,15 +92,17 @@ pub(crate) struct Driver<P: Protocol> {
     calls: mpsc::Receiver<Call<P>>,
     dialed_tx: mpsc::UnboundedSender<socket::Dialed>,
     dialed: mpsc::UnboundedReceiver<socket::Dialed>,
+    write_failed_tx: mpsc::UnboundedSender<(ConnId, CloseCause)>,
+    write_failed: mpsc::UnboundedReceiver<(ConnId, CloseCause)>,
     granted_tx: mpsc::UnboundedSender<ConnId>,
     granted: mpsc::UnboundedReceiver<ConnId>,
     /// The read half of every open socket: the driver reads them itself, so what a
     /// socket reads reaches the machine with no hop in between.
     readers: Vec<Reader>,
     read_cursor: usize,
-    /// The write half of every open socket, written from the driver without blocking it.
-    /// While frames wait on any of them beyond the socket queue, the driver takes no
-    /// calls: the application's sends feel the backpressure.
+    /// The write side of every open socket. While frames wait on any of them beyond the
+    /// socket queue, the driver takes no calls: the application's sends feel the
+    /// backpressure.
     writers: Vec<Writer>,
     events: EventSender<P>,
     /// Events not yet handed to the application, sent as one batch per driver turn.
@@ -131,6 +133,7 @@ where
         events: EventSender<P>,
     ) -> Self {
         let (dialed_tx, dialed) = mpsc::unbounded_channel();
+        let (write_failed_tx, write_failed) = mpsc::unbounded_channel();
         let (granted_tx, granted) = mpsc::unbounded_channel();
         Self {
             client,
@@ -140,6 +143,8 @@ where
             calls,
             dialed_tx,
             dialed,
+            write_failed_tx,
+            write_failed,
             granted_tx,
             granted,
             readers: Vec::new(),
@@ -176,12 +181,13 @@ where
                 armed = deadline;
             }
             let room_for_events = self.room_for_events();
+            let blocked = self.blocked_writer();
             // Unbiased: a sender that never pauses cannot starve the reads (and so the
             // heartbeat acks), nor a flood of reads the application's calls.
             let wake = tokio::select! {
-                call = self.calls.recv(), if !handles_gone && !self.any_blocked() => Wake::Call(call),
-                (conn, cause) = std::future::poll_fn(|cx| socket::poll_writers(&mut self.writers, cx)),
-                    if !self.writers.is_empty() => Wake::WriteFailed(conn, cause),
+                call = self.calls.recv(), if !handles_gone && blocked.is_none() => Wake::Call(call),
+                () = async { if let Some(shared) = &blocked { shared.room().await } }, if blocked.is_some() => Wake::Delivered,
+                Some((conn, cause)) = self.write_failed.recv() => Wake::WriteFailed(conn, cause),
                 // Only when the application is behind: the driver waits for it to take
                 // some events before reading any more.
                 () = self.events.room(), if !room_for_events => Wake::Delivered,
@@ -312,8 +318,7 @@ where
                     // Tell the peer why (1009) as the socket goes.
                     if let Some(at) = self.writers.iter().position(|w| w.conn == conn) {
                         let writer = self.writers.swap_remove(at);
-                        let frame = CloseFrame::new(1009, "message too big");
-                        tokio::spawn(socket::send_last(writer.into_sink(), frame));
+                        writer.close_with(CloseFrame::new(1009, "message too big"));
                     }
                 }
                 self.end(conn, cause);
@@ -332,7 +337,8 @@ where
             Ok(ws) => {
                 let (sink, stream) = (*ws).split();
                 socket.opened = true;
-                self.writers.push(Writer::new(conn, sink));
+                self.writers
+                    .push(Writer::spawn(conn, sink, self.write_failed_tx.clone()));
                 self.readers.push(Reader::new(conn, stream));
                 debug!(conn = conn.get(), "opened");
                 self.client
@@ -351,6 +357,9 @@ where
     fn perform(&mut self) {
         while let Some(command) = self.client.poll_command() {
             self.command(command);
+        }
+        for writer in &mut self.writers {
+            writer.send_batch();
         }
         while let Some(event) = self.client.poll_event() {
             self.route(event);
@@ -419,9 +428,15 @@ where
     }
 
     fn any_blocked(&self) -> bool {
+        self.blocked_writer().is_some()
+    }
+
+    /// The writer with more frames waiting than the socket queue allows, if any.
+    fn blocked_writer(&self) -> Option<std::sync::Arc<socket::WriteShared>> {
         self.writers
             .iter()
-            .any(|w| w.waiting() >= self.options.socket_queue)
+            .find(|w| w.waiting() >= self.options.socket_queue)
+            .map(Writer::shared)
     }
 
     /// Drops the transport at once and reports the end the adapter owes the machine.
@@ -457,9 +472,7 @@ where
                 Some(waiter) => {
                     let _ = waiter.send(outcome);
                 }
-                None => self
-                    .pending_events
-                    .push(Event::Response { id, outcome }),
+                None => self.pending_events.push(Event::Response { id, outcome }),
             },
             Event::Returned {
                 id,

@@ -5,13 +5,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tether_core::{
     CallError, Event, Frame, Outcome, Protocol, ReconnectMode, RequestError, RequestErrorKind,
     SendError, SendErrorKind, SendId, SendOptions, Stats, Status,
 };
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use futures_util::{SinkExt, StreamExt};
 use tether_core::{CloseCause, CloseFrame, ConnId, Frame, OpenError};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -65,86 +67,123 @@ async fn open(dial: Dial) -> Result<Ws, OpenError> {
     Ok(ws)
 }
 
-/// The write half of one open socket, owned by the driver and written without ever
-/// blocking it: frames wait in `outbox` and go out as the socket takes them, while the
-/// driver goes on reading (a peer that echoes can never deadlock with us).
+/// The write side of one open socket. The driver collects each turn's frames into a
+/// batch; a task of the socket's own writes the batches, so reading and writing go on side
+/// by side (a peer that echoes never deadlocks with us, and large frames use both cores),
+/// at one wake per batch rather than per frame.
 pub(crate) struct Writer {
     pub(crate) conn: ConnId,
-    sink: WriteHalf,
-    outbox: std::collections::VecDeque<Message>,
-    unflushed: bool,
+    batch: Vec<Message>,
+    batches: mpsc::UnboundedSender<Vec<Message>>,
+    shared: Arc<WriteShared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What the driver and a socket's writer task share: frames handed over and not yet
+/// written, and a wake-up when some are.
+pub(crate) struct WriteShared {
+    in_flight: AtomicUsize,
+    room: Notify,
+}
+
+impl WriteShared {
+    /// Resolves once the writer has written a batch since the last call.
+    pub(crate) async fn room(&self) {
+        self.room.notified().await;
+    }
 }
 
 impl Writer {
-    pub(crate) fn new(conn: ConnId, sink: WriteHalf) -> Self {
+    /// Starts the writer task of socket `conn`; a failed write is reported on `failed`.
+    pub(crate) fn spawn(
+        conn: ConnId,
+        sink: WriteHalf,
+        failed: mpsc::UnboundedSender<(ConnId, CloseCause)>,
+    ) -> Self {
+        let (batches, receiver) = mpsc::unbounded_channel();
+        let shared = Arc::new(WriteShared {
+            in_flight: AtomicUsize::new(0),
+            room: Notify::new(),
+        });
+        let task = tokio::spawn(write_batches(conn, sink, receiver, shared.clone(), failed));
         Self {
             conn,
-            sink,
-            outbox: std::collections::VecDeque::new(),
-            unflushed: false,
+            batch: Vec::new(),
+            batches,
+            shared,
+            task,
         }
     }
 
     pub(crate) fn push(&mut self, message: Message) {
-        self.outbox.push_back(message);
+        self.batch.push(message);
     }
 
-    /// Frames waiting for the socket.
+    /// Hands this turn's frames to the writer task.
+    pub(crate) fn send_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.shared
+            .in_flight
+            .fetch_add(batch.len(), Ordering::AcqRel);
+        let _ = self.batches.send(batch);
+    }
+
+    /// Frames handed over and not yet written, and this turn's.
     pub(crate) fn waiting(&self) -> usize {
-        self.outbox.len()
+        self.shared.in_flight.load(Ordering::Acquire) + self.batch.len()
     }
 
-    /// Gives up the write half, for a last close frame sent on its own.
-    pub(crate) fn into_sink(self) -> WriteHalf {
-        self.sink
+    pub(crate) fn shared(&self) -> Arc<WriteShared> {
+        self.shared.clone()
     }
 
-    /// Writes as much as the socket takes now, then flushes. Ready only with an error.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<tungstenite::Error> {
-        while !self.outbox.is_empty() {
-            match self.sink.poll_ready_unpin(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(e),
-                Poll::Pending => return Poll::Pending,
-            }
-            if let Some(message) = self.outbox.pop_front() {
-                if let Err(e) = self.sink.start_send_unpin(message) {
-                    return Poll::Ready(e);
-                }
-                self.unflushed = true;
-            }
-        }
-        if self.unflushed {
-            match self.sink.poll_flush_unpin(cx) {
-                Poll::Ready(Ok(())) => self.unflushed = false,
-                Poll::Ready(Err(e)) => return Poll::Ready(e),
-                Poll::Pending => {}
-            }
-        }
-        Poll::Pending
+    /// Sends one last close frame, then lets the socket go shortly after.
+    pub(crate) fn close_with(mut self, frame: CloseFrame) {
+        self.push(wire::close(frame));
+        self.send_batch();
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            task.abort();
+        });
     }
 }
 
-/// Makes write progress on every socket; ready only when one of them fails.
-pub(crate) fn poll_writers(
-    writers: &mut [Writer],
-    cx: &mut Context<'_>,
-) -> Poll<(ConnId, CloseCause)> {
-    for writer in writers.iter_mut() {
-        if let Poll::Ready(error) = writer.poll_write(cx) {
-            return Poll::Ready((writer.conn, wire::closed_by(&error, None)));
-        }
+impl Drop for Writer {
+    /// The socket's write half goes with its task.
+    fn drop(&mut self) {
+        self.task.abort();
     }
-    Poll::Pending
 }
 
-/// Sends one last close frame on a socket the driver has let go of, without waiting long.
-pub(crate) async fn send_last(mut sink: WriteHalf, frame: CloseFrame) {
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_millis(100),
-        sink.send(wire::close(frame)),
-    )
-    .await;
+async fn write_batches(
+    conn: ConnId,
+    mut sink: WriteHalf,
+    mut batches: mpsc::UnboundedReceiver<Vec<Message>>,
+    shared: Arc<WriteShared>,
+    failed: mpsc::UnboundedSender<(ConnId, CloseCause)>,
+) {
+    while let Some(batch) = batches.recv().await {
+        let n = batch.len();
+        for message in batch {
+            if let Err(error) = sink.feed(message).await {
+                let _ = failed.send((conn, wire::closed_by(&error, None)));
+                return;
+            }
+        }
+        shared.in_flight.fetch_sub(n, Ordering::AcqRel);
+        shared.room.notify_one();
+        // Flush once nothing more waits: a busy writer shares one flush across batches.
+        if batches.is_empty() {
+            if let Err(error) = sink.flush().await {
+                let _ = failed.send((conn, wire::closed_by(&error, None)));
+                return;
+            }
+        }
+    }
 }
 
 /// The read half of one open socket, owned by the driver.
