@@ -364,13 +364,8 @@ where
         while let Some(event) = self.client.poll_event() {
             self.route(event);
         }
-        if !self.pending_events.is_empty() {
-            let batch = std::mem::take(&mut self.pending_events);
-            if !self.events.send(batch) {
-                // Nobody listens: the events have nowhere to go.
-                self.pending_events.clear();
-            }
-        }
+        // Nobody listening is no error: the events then have nowhere to go.
+        self.events.send(&mut self.pending_events);
     }
 
     /// Whether the application has room for more events, counting those it has not taken.
@@ -432,11 +427,11 @@ where
     }
 
     /// The writer with more frames waiting than the socket queue allows, if any.
-    fn blocked_writer(&self) -> Option<std::sync::Arc<socket::WriteShared>> {
+    fn blocked_writer(&self) -> Option<std::sync::Arc<crate::handoff::Handoff<Message>>> {
         self.writers
             .iter()
             .find(|w| w.waiting() >= self.options.socket_queue)
-            .map(Writer::shared)
+            .map(Writer::handoff)
     }
 
     /// Drops the transport at once and reports the end the adapter owes the machine.

@@ -7,13 +7,14 @@ use std::time::Duration;
 use futures_util::Stream;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use tether_core::{
     CallError, Event, Frame, Outcome, Protocol, ReconnectMode, RequestError, RequestErrorKind,
     SendError, SendErrorKind, SendId, SendOptions, Stats, Status,
 };
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::handoff::Handoff;
 
 use crate::driver::Call;
 
@@ -172,57 +173,46 @@ impl<P: Protocol> Handle<P> {
     }
 }
 
-/// The driver's end of the event stream: events go over in batches, one per driver turn,
-/// and a shared count of what the application has not yet taken bounds them.
+/// The driver's end of the event stream: events go over in one batch per driver turn,
+/// and the count of those the application has not yet taken bounds them.
 pub(crate) struct EventSender<M, R> {
-    batches: mpsc::UnboundedSender<Vec<Event<M, R>>>,
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    in_flight: AtomicUsize,
-    room: Notify,
+    handoff: Arc<Handoff<Event<M, R>>>,
 }
 
 impl<M, R> EventSender<M, R> {
-    /// Hands a batch over; false if the application dropped the stream.
-    pub(crate) fn send(&self, batch: Vec<Event<M, R>>) -> bool {
-        let n = batch.len();
-        self.shared.in_flight.fetch_add(n, Ordering::AcqRel);
-        if self.batches.send(batch).is_err() {
-            self.shared.in_flight.fetch_sub(n, Ordering::AcqRel);
-            return false;
-        }
-        true
+    /// Hands `batch` over (leaving it empty); false if the application dropped the stream.
+    pub(crate) fn send(&self, batch: &mut Vec<Event<M, R>>) -> bool {
+        self.handoff.send(batch)
     }
 
     /// Events handed over and not yet taken.
     pub(crate) fn in_flight(&self) -> usize {
-        self.shared.in_flight.load(Ordering::Acquire)
+        self.handoff.in_flight()
     }
 
     /// Resolves once the application has taken events since the last call.
     pub(crate) async fn room(&self) {
-        self.shared.room.notified().await;
+        self.handoff.room().await;
+    }
+}
+
+impl<M, R> Drop for EventSender<M, R> {
+    /// The stream ends once the application has taken what was handed over.
+    fn drop(&mut self) {
+        self.handoff.close_producer();
     }
 }
 
 /// A new event channel.
 pub(crate) fn events<P: Protocol>() -> (EventSender<P::Message, P::Response>, Events<P>) {
-    let (batches, receiver) = mpsc::unbounded_channel();
-    let shared = Arc::new(Shared {
-        in_flight: AtomicUsize::new(0),
-        room: Notify::new(),
-    });
+    let handoff = Arc::new(Handoff::new());
     (
         EventSender {
-            batches,
-            shared: shared.clone(),
+            handoff: handoff.clone(),
         },
         Events {
-            batches: receiver,
+            handoff,
             current: VecDeque::new(),
-            shared,
         },
     )
 }
@@ -231,9 +221,8 @@ pub(crate) fn events<P: Protocol>() -> (EventSender<P::Message, P::Response>, Ev
 /// behind by the configured event buffer stops the reads of its sockets: backpressure, not
 /// memory.
 pub struct Events<P: Protocol> {
-    batches: mpsc::UnboundedReceiver<Vec<Event<P::Message, P::Response>>>,
+    handoff: Arc<Handoff<Event<P::Message, P::Response>>>,
     current: VecDeque<Event<P::Message, P::Response>>,
-    shared: Arc<Shared>,
 }
 
 impl<P: Protocol> Events<P> {
@@ -243,22 +232,23 @@ impl<P: Protocol> Events<P> {
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event<P::Message, P::Response>>> {
-        if self.current.is_empty() {
-            match self.batches.poll_recv(cx) {
-                Poll::Ready(Some(batch)) => self.current.extend(batch),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
+        match self.handoff.poll_take(&mut self.current, cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(false) => Poll::Ready(None),
+            Poll::Ready(true) => {
+                let event = self.current.pop_front();
+                if event.is_some() {
+                    self.handoff.took(1, self.current.is_empty());
+                }
+                Poll::Ready(event)
             }
         }
-        let event = self.current.pop_front();
-        if event.is_some() {
-            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-            if self.current.is_empty() {
-                // A whole batch taken: a driver waiting for room may read again.
-                self.shared.room.notify_one();
-            }
-        }
-        Poll::Ready(event)
+    }
+}
+
+impl<P: Protocol> Drop for Events<P> {
+    fn drop(&mut self) {
+        self.handoff.close_consumer();
     }
 }
 

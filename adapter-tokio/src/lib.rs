@@ -31,6 +31,7 @@
 
 mod driver;
 mod handle;
+mod handoff;
 mod options;
 mod socket;
 mod target;

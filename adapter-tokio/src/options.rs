@@ -64,7 +64,7 @@ pub enum OptionsError {
 
 /// Collects [`Options`]. Defaults: 8 KiB read and write buffers per socket (tungstenite's
 /// own default is 128 KiB, which caps a process at a few thousand sessions per GiB),
-/// messages up to 16 MiB and frames up to 4 MiB, 256 events buffered for a slow
+/// messages up to 16 MiB and frames up to 4 MiB, 32 events buffered for a slow
 /// application, 1024 writes queued per socket, and webpki roots for `wss://`.
 #[derive(Clone, Debug)]
 pub struct OptionsBuilder {
@@ -80,7 +80,7 @@ impl Default for OptionsBuilder {
                     .write_buffer_size(8 * 1024)
                     .max_message_size(Some(16 << 20))
                     .max_frame_size(Some(4 << 20)),
-                event_buffer: 256,
+                event_buffer: 32,
                 socket_queue: 1024,
                 start_gate: None,
                 #[cfg(feature = "rustls")]

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use futures_util::{SinkExt, StreamExt};
 use tether_core::{CloseCause, CloseFrame, ConnId, Frame, OpenError};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
+
+use crate::handoff::Handoff;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -68,29 +68,14 @@ async fn open(dial: Dial) -> Result<Ws, OpenError> {
 }
 
 /// The write side of one open socket. The driver collects each turn's frames into a
-/// batch; a task of the socket's own writes the batches, so reading and writing go on side
-/// by side (a peer that echoes never deadlocks with us, and large frames use both cores),
-/// at one wake per batch rather than per frame.
+/// batch; a task of the socket's own writes them, so reading and writing go on side by side
+/// (a peer that echoes never deadlocks with us, and large frames use both cores), at one
+/// wake per batch rather than per frame.
 pub(crate) struct Writer {
     pub(crate) conn: ConnId,
     batch: Vec<Message>,
-    batches: mpsc::UnboundedSender<Vec<Message>>,
-    shared: Arc<WriteShared>,
+    handoff: Arc<Handoff<Message>>,
     task: tokio::task::JoinHandle<()>,
-}
-
-/// What the driver and a socket's writer task share: frames handed over and not yet
-/// written, and a wake-up when some are.
-pub(crate) struct WriteShared {
-    in_flight: AtomicUsize,
-    room: Notify,
-}
-
-impl WriteShared {
-    /// Resolves once the writer has written a batch since the last call.
-    pub(crate) async fn room(&self) {
-        self.room.notified().await;
-    }
 }
 
 impl Writer {
@@ -100,17 +85,12 @@ impl Writer {
         sink: WriteHalf,
         failed: mpsc::UnboundedSender<(ConnId, CloseCause)>,
     ) -> Self {
-        let (batches, receiver) = mpsc::unbounded_channel();
-        let shared = Arc::new(WriteShared {
-            in_flight: AtomicUsize::new(0),
-            room: Notify::new(),
-        });
-        let task = tokio::spawn(write_batches(conn, sink, receiver, shared.clone(), failed));
+        let handoff = Arc::new(Handoff::new());
+        let task = tokio::spawn(write_batches(conn, sink, handoff.clone(), failed));
         Self {
             conn,
             batch: Vec::new(),
-            batches,
-            shared,
+            handoff,
             task,
         }
     }
@@ -121,23 +101,17 @@ impl Writer {
 
     /// Hands this turn's frames to the writer task.
     pub(crate) fn send_batch(&mut self) {
-        if self.batch.is_empty() {
-            return;
-        }
-        let batch = std::mem::take(&mut self.batch);
-        self.shared
-            .in_flight
-            .fetch_add(batch.len(), Ordering::AcqRel);
-        let _ = self.batches.send(batch);
+        self.handoff.send(&mut self.batch);
     }
 
     /// Frames handed over and not yet written, and this turn's.
     pub(crate) fn waiting(&self) -> usize {
-        self.shared.in_flight.load(Ordering::Acquire) + self.batch.len()
+        self.handoff.in_flight() + self.batch.len()
     }
 
-    pub(crate) fn shared(&self) -> Arc<WriteShared> {
-        self.shared.clone()
+    /// The hand-off, to wait on for room.
+    pub(crate) fn handoff(&self) -> Arc<Handoff<Message>> {
+        self.handoff.clone()
     }
 
     /// Sends one last close frame, then lets the socket go shortly after.
@@ -155,6 +129,7 @@ impl Writer {
 impl Drop for Writer {
     /// The socket's write half goes with its task.
     fn drop(&mut self) {
+        self.handoff.close_producer();
         self.task.abort();
     }
 }
@@ -162,22 +137,25 @@ impl Drop for Writer {
 async fn write_batches(
     conn: ConnId,
     mut sink: WriteHalf,
-    mut batches: mpsc::UnboundedReceiver<Vec<Message>>,
-    shared: Arc<WriteShared>,
+    handoff: Arc<Handoff<Message>>,
     failed: mpsc::UnboundedSender<(ConnId, CloseCause)>,
 ) {
-    while let Some(batch) = batches.recv().await {
-        let n = batch.len();
-        for message in batch {
+    let mut local = std::collections::VecDeque::new();
+    loop {
+        let open = std::future::poll_fn(|cx| handoff.poll_take(&mut local, cx)).await;
+        if !open {
+            return;
+        }
+        let n = local.len();
+        while let Some(message) = local.pop_front() {
             if let Err(error) = sink.feed(message).await {
                 let _ = failed.send((conn, wire::closed_by(&error, None)));
                 return;
             }
         }
-        shared.in_flight.fetch_sub(n, Ordering::AcqRel);
-        shared.room.notify_one();
+        handoff.took(n, true);
         // Flush once nothing more waits: a busy writer shares one flush across batches.
-        if batches.is_empty() {
+        if handoff.in_flight() == 0 {
             if let Err(error) = sink.flush().await {
                 let _ = failed.send((conn, wire::closed_by(&error, None)));
                 return;
