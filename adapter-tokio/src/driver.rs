@@ -70,6 +70,9 @@ struct Socket {
     /// The open attempt, until it resolves.
     dialing: Option<JoinHandle<()>>,
     opened: bool,
+    /// The connection's span, a child of the client's: everything done for this socket
+    /// is recorded under it. Nothing secret goes in (no frames, no tokens).
+    span: tracing::Span,
 }
 
 impl Socket {
@@ -304,6 +307,11 @@ where
 
     /// What a socket read: a frame for the machine, or the socket's end.
     fn read(&mut self, conn: ConnId, read: Read) {
+        let span = self
+            .sockets
+            .get(&conn)
+            .map_or_else(tracing::Span::none, |s| s.span.clone());
+        let _entered = span.enter();
         match read {
             Read::Frame(frame) => {
                 self.client
@@ -340,7 +348,7 @@ where
                 self.writers
                     .push(Writer::spawn(conn, sink, self.write_failed_tx.clone()));
                 self.readers.push(Reader::new(conn, stream));
-                debug!(conn = conn.get(), "opened");
+                socket.span.in_scope(|| debug!("opened"));
                 self.client
                     .handle_input(Input::Opened { conn }, Instant::now());
             }
@@ -406,12 +414,15 @@ where
             websocket: self.options.websocket,
             tls: self.tls.clone(),
         };
-        let dialing = tokio::spawn(socket::dial(dial, self.dialed_tx.clone()));
+        let span = debug_span!("conn", id = conn.get());
+        let dialing =
+            tokio::spawn(socket::dial(dial, self.dialed_tx.clone()).instrument(span.clone()));
         self.sockets.insert(
             conn,
             Socket {
                 dialing: Some(dialing),
                 opened: false,
+                span,
             },
         );
     }
@@ -446,6 +457,7 @@ where
             return;
         };
         let opened = socket.opened();
+        let cause_text = cause.to_string();
         socket.stop();
         self.readers.retain(|r| r.conn != conn);
         self.writers.retain(|w| w.conn != conn);
@@ -457,11 +469,14 @@ where
                 error: OpenError::new(OpenErrorKind::Aborted, cause.to_string()),
             }
         };
-        debug!(conn = conn.get(), "socket ended");
+        socket.span.in_scope(|| debug!(%cause_text, "socket ended"));
         self.client.handle_input(input, Instant::now());
     }
 
     fn route(&mut self, event: Event<P::Message, P::Response>) {
+        if let Event::Transition(t) = &event {
+            debug!(from = %t.from, to = %t.to, reason = %t.reason, conn = t.conn.map(ConnId::get), attempt = t.attempt, "transition");
+        }
         match event {
             Event::Response { id, outcome } => match self.requests.remove(&id) {
                 Some(waiter) => {
