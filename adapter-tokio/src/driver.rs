@@ -259,8 +259,45 @@ where
         }
         self.readers.clear();
         self.writers.clear();
+        self.refuse_remaining_calls();
         for waiter in self.shutdown_waiters.drain(..) {
             let _ = waiter.send(std::mem::take(&mut self.returned_at_shutdown));
+        }
+    }
+
+    /// Calls that raced the stop are answered, never dropped with what they carried: sends
+    /// come back in their error, fed frames in the shutdown's result.
+    fn refuse_remaining_calls(&mut self) {
+        self.calls.close();
+        while let Ok(call) = self.calls.try_recv() {
+            match call {
+                Call::Send { frame, reply, .. } => {
+                    let _ = reply.send(Err(SendError {
+                        kind: tether_core::SendErrorKind::Stopped,
+                        frame,
+                    }));
+                }
+                Call::Feed { frame, .. } => {
+                    if self.shutdown_waiters.is_empty() {
+                        tracing::warn!("a frame fed after the client stopped was dropped");
+                    }
+                    // No id was ever given to it: the shutdown's result is where it goes.
+                    self.returned_at_shutdown.push((SendId::UNASSIGNED, frame));
+                }
+                Call::Request { reply, .. } => {
+                    let _ = reply.send(Err(RequestError {
+                        kind: tether_core::RequestErrorKind::Stopped,
+                        frame: None,
+                    }));
+                }
+                Call::Reconnect { reply, .. } | Call::Probe { reply } => {
+                    let _ = reply.send(Err(CallError::Stopped));
+                }
+                Call::Shutdown { reply } => self.shutdown_waiters.push(reply),
+                Call::Snapshot { reply } => {
+                    let _ = reply.send((self.client.state(), self.client.stats()));
+                }
+            }
         }
     }
 

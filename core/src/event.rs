@@ -200,7 +200,11 @@ impl fmt::Display for StopReason {
 pub struct SendId(pub(crate) u64);
 
 impl SendId {
-    /// The number of this send; strictly increasing per machine.
+    /// The id of a frame the machine never took (an adapter hands such a frame back, as
+    /// when it was fed after the client stopped). No send the machine accepts has it.
+    pub const UNASSIGNED: Self = Self(0);
+
+    /// The number of this send; strictly increasing per machine, from 1.
     pub const fn get(self) -> u64 {
         self.0
     }
