@@ -155,6 +155,10 @@ async fn write_batches(
         }
         handoff.took(n, true);
         // Flush once nothing more waits: a busy writer shares one flush across batches.
+        // One turn first lets a driver that is about to hand over more do so.
+        if handoff.in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
         if handoff.in_flight() == 0 {
             if let Err(error) = sink.flush().await {
                 let _ = failed.send((conn, wire::closed_by(&error, None)));
