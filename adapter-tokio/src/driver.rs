@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, debug_span};
 
+use crate::Profile;
 use crate::options::Options;
 use crate::socket::{self, Dial, Read, Reader, Tls, Writer};
 use crate::target::Target;
@@ -122,10 +123,7 @@ type EventSender<P> =
 
 impl<P> Driver<P>
 where
-    P: Protocol + Send + 'static,
-    P::Message: Send,
-    P::Request: Send,
-    P::Response: Send,
+    P: Profile,
 {
     pub(crate) fn new(
         client: Client<P>,
@@ -540,10 +538,7 @@ where
 /// Spawns the driver of a new client on the current tokio runtime.
 pub(crate) fn spawn<P>(driver: Driver<P>, client_id: u64)
 where
-    P: Protocol + Send + 'static,
-    P::Message: Send,
-    P::Request: Send,
-    P::Response: Send,
+    P: Profile,
 {
     let span = debug_span!("tether", client = client_id);
     tokio::spawn(driver.run().instrument(span));

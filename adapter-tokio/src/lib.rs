@@ -49,6 +49,15 @@ pub use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use tether_core::{Client, Config, Protocol};
 
+/// A profile this adapter can drive: it and everything it produces move between tasks.
+/// Every `Protocol` whose types are `Send` is one.
+pub trait Profile: Protocol<Message: Send, Request: Send, Response: Send> + Send + 'static {}
+
+impl<P> Profile for P where
+    P: Protocol<Message: Send, Request: Send, Response: Send> + Send + 'static
+{
+}
+
 /// Why a client could not be started. Nothing was spawned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
@@ -78,10 +87,7 @@ pub fn connect<P>(
     profile: P,
 ) -> Result<(Handle<P>, Events<P>), ConnectError>
 where
-    P: Protocol + Send + 'static,
-    P::Message: Send,
-    P::Request: Send,
-    P::Response: Send,
+    P: Profile,
 {
     connect_with(target, config, profile, Options::default())
 }
@@ -94,10 +100,7 @@ pub fn connect_with<P>(
     options: Options,
 ) -> Result<(Handle<P>, Events<P>), ConnectError>
 where
-    P: Protocol + Send + 'static,
-    P::Message: Send,
-    P::Request: Send,
-    P::Response: Send,
+    P: Profile,
 {
     static CLIENTS: AtomicU64 = AtomicU64::new(0);
     let target = target::Target::new(target)?;

@@ -164,6 +164,31 @@ fn is_ready<M, R>(e: &Event<M, R>) -> bool {
 
 const SECOND: Duration = Duration::from_secs(1);
 
+/// A dead peer is judged within one heartbeat interval plus one ack timeout (100 ms each
+/// in the suite), +10%, counted from the moment it died.
+async fn assert_zombie_within<M: Send + 'static, R: Send + 'static>(
+    log: &Log<M, R>,
+    died: Instant,
+) {
+    let zombie = log
+        .wait(2 * SECOND, |e| {
+            matches!(
+                e,
+                Event::Disconnected {
+                    reason: Reason::Zombie,
+                    ..
+                }
+            )
+        })
+        .await
+        .expect("the dead peer is detected");
+    let took = zombie.saturating_duration_since(died);
+    assert!(
+        took <= Duration::from_millis(220),
+        "detected after {took:?}"
+    );
+}
+
 /// c01: 10,000 messages echoed in order, none lost, none duplicated.
 pub async fn c01_echo<A: Adapter>(a: &A) {
     let server = ScriptedServer::start(Kind::Plain, Behaviour::default()).await;
@@ -347,24 +372,7 @@ pub async fn c05_heartbeats_never_acked<A: Adapter>(a: &A) {
     assert!(delivered.is_some(), "READY and three dispatches");
     let stopped_acking = Instant::now();
     server.behave(|b| b.ack_heartbeats = false);
-    let zombie = log
-        .wait(2 * SECOND, |e| {
-            matches!(
-                e,
-                Event::Disconnected {
-                    reason: Reason::Zombie,
-                    ..
-                }
-            )
-        })
-        .await
-        .expect("zombie detected");
-    let took = zombie.saturating_duration_since(stopped_acking);
-    // interval 100 ms + ack timeout 100 ms, +10%.
-    assert!(
-        took <= Duration::from_millis(220),
-        "detected after {took:?}"
-    );
+    assert_zombie_within(&log, stopped_acking).await;
     server.behave(|b| b.ack_heartbeats = true);
     let resumed = server
         .wait_for(3 * SECOND, |r| {
@@ -400,23 +408,7 @@ pub async fn c06_frozen_peer<A: Adapter>(a: &A) {
     tokio::time::sleep(Duration::from_millis(250)).await;
     let frozen = Instant::now();
     proxy.set(Mode::Blackhole);
-    let zombie = log
-        .wait(2 * SECOND, |e| {
-            matches!(
-                e,
-                Event::Disconnected {
-                    reason: Reason::Zombie,
-                    ..
-                }
-            )
-        })
-        .await
-        .expect("frozen peer detected");
-    let took = zombie.saturating_duration_since(frozen);
-    assert!(
-        took <= Duration::from_millis(220),
-        "detected after {took:?}"
-    );
+    assert_zombie_within(&log, frozen).await;
     proxy.set(Mode::Pass);
     assert!(
         log.wait_nth(1, 3 * SECOND, is_ready).await.is_some(),
