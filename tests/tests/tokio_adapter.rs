@@ -287,3 +287,59 @@ async fn start_gate_holds_identify_until_granted() {
     );
     client.shutdown().await;
 }
+
+#[test]
+fn the_handle_crosses_tasks() {
+    fn send_sync_clone<T: Send + Sync + Clone>() {}
+    send_sync_clone::<tether_tokio::Handle<Plain>>();
+    send_sync_clone::<tether_tokio::Handle<tether_core::Discord>>();
+}
+
+#[tokio::test]
+async fn dropping_every_handle_shuts_down_gracefully() {
+    let server = ScriptedServer::start(Kind::Plain, Behaviour::default()).await;
+    let (client, mut events) =
+        tether_tokio::connect(server.url(), fast().build().unwrap(), plain()).unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Ready { .. })).await;
+    drop(client);
+    let stopped = next_matching(&mut events, |e| matches!(e, Event::Stopped { .. })).await;
+    assert_eq!(
+        stopped,
+        Event::Stopped {
+            reason: StopReason::Shutdown
+        }
+    );
+    assert!(events.next().await.is_none(), "nothing after Stopped");
+    let closed = server
+        .wait_for(Duration::from_secs(2), |r| {
+            r.iter().any(|r| r.seen == Seen::CloseFrame(1000))
+        })
+        .await;
+    assert!(closed, "the server got a proper close");
+}
+
+#[tokio::test]
+async fn fed_frames_that_are_refused_come_back_as_events() {
+    let config = fast().queue_max_frames(2).build().unwrap();
+    // Nothing listens: every frame waits in the queue, and the third is refused.
+    let (client, mut events) = tether_tokio::connect("ws://127.0.0.1:9/", config, plain()).unwrap();
+    for text in ["a", "b", "c"] {
+        client.feed(Frame::text(text)).await.unwrap();
+    }
+    let returned = next_matching(&mut events, |e| matches!(e, Event::Returned { .. })).await;
+    let Event::Returned { frame, reason, .. } = returned else {
+        unreachable!()
+    };
+    assert_eq!(frame, Frame::text("c"));
+    assert_eq!(
+        reason,
+        tether_core::ReturnReason::Refused(tether_core::SendErrorKind::QueueFull)
+    );
+    let unsent = client.shutdown().await;
+    let texts: Vec<_> = unsent.into_iter().map(|(_, f)| f).collect();
+    assert_eq!(
+        texts,
+        [Frame::text("a"), Frame::text("b")],
+        "shutdown hands back the rest"
+    );
+}
