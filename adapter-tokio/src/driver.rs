@@ -56,7 +56,8 @@ const BATCH: usize = 256;
 /// What woke the driver.
 enum Wake<P: Protocol> {
     Call(Option<Call<P>>),
-    Delivered,
+    /// Room was made: the application took events, or a writer wrote.
+    Room,
     Read(ConnId, Read),
     Dialed(socket::Dialed),
     WriteFailed(ConnId, CloseCause),
@@ -187,11 +188,11 @@ where
             // heartbeat acks), nor a flood of reads the application's calls.
             let wake = tokio::select! {
                 call = self.calls.recv(), if !handles_gone && blocked.is_none() => Wake::Call(call),
-                () = async { if let Some(shared) = &blocked { shared.room().await } }, if blocked.is_some() => Wake::Delivered,
+                () = async { if let Some(shared) = &blocked { shared.room().await } }, if blocked.is_some() => Wake::Room,
                 Some((conn, cause)) = self.write_failed.recv() => Wake::WriteFailed(conn, cause),
                 // Only when the application is behind: the driver waits for it to take
                 // some events before reading any more.
-                () = self.events.room(), if !room_for_events => Wake::Delivered,
+                () = self.events.room(), if !room_for_events => Wake::Room,
                 (conn, read) = std::future::poll_fn(|cx| {
                     socket::poll_readers(&mut self.readers, &mut self.read_cursor, cx)
                 }), if room_for_events && !self.readers.is_empty() => Wake::Read(conn, read),
@@ -218,7 +219,7 @@ where
                     handles_gone = true;
                     self.client.shutdown(Instant::now());
                 }
-                Wake::Delivered => {}
+                Wake::Room => {}
                 Wake::Read(conn, read) => {
                     self.read(conn, read);
                     // Take what else the sockets already hold in one go: one wake, many

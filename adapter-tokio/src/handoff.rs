@@ -52,8 +52,12 @@ impl<T> Handoff<T> {
         true
     }
 
-    /// Items handed over and not yet taken.
+    /// Items handed over and not yet taken; none once the consumer is gone (what it left
+    /// will never be taken, and must not hold the producer back).
     pub(crate) fn in_flight(&self) -> usize {
+        if self.consumer_gone.load(Ordering::Acquire) {
+            return 0;
+        }
         self.in_flight.load(Ordering::Acquire)
     }
 

@@ -343,3 +343,32 @@ async fn fed_frames_that_are_refused_come_back_as_events() {
         "shutdown hands back the rest"
     );
 }
+
+#[tokio::test]
+async fn an_application_that_drops_the_stream_does_not_stall_the_session() {
+    let server = ScriptedServer::start(Kind::Plain, Behaviour::default()).await;
+    let options = Options::builder().event_buffer(4).build().unwrap();
+    let (client, events) =
+        tether_tokio::connect_with(server.url(), fast().build().unwrap(), plain(), options)
+            .unwrap();
+    let mut events = events;
+    next_matching(&mut events, |e| matches!(e, Event::Ready { .. })).await;
+    // Events pile up untaken, then the stream goes away.
+    for i in 0..20 {
+        client.send(Frame::text(format!("m{i}"))).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(events);
+    // The session still reads: later echoes are consumed (and dropped), and it stays up.
+    for i in 0..50 {
+        client.send(Frame::text(format!("n{i}"))).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = client.stats().await.unwrap();
+    assert_eq!(stats.frames_received, 70, "{stats:?}");
+    assert_eq!(
+        client.state().await.unwrap().phase,
+        tether_core::Phase::Ready
+    );
+    client.shutdown().await;
+}
