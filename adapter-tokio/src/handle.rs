@@ -63,7 +63,8 @@ impl<P: Protocol> Handle<P> {
         match self.calls.send(call).await {
             Ok(()) => answer.await.unwrap_or(Err(SendError {
                 kind: SendErrorKind::Stopped,
-                // The driver dropped the call with the frame inside: it stopped meanwhile.
+                // The driver answers every call it received, even when stopping; only a
+                // runtime shutting down (cancelling its task) drops one, frame and all.
                 frame: Frame::binary(bytes::Bytes::new()),
             })),
             Err(mpsc::error::SendError(Call::Send { frame, .. })) => Err(SendError {
