@@ -10,10 +10,12 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::handoff::Handoff;
+#[cfg(feature = "rustls")]
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::debug;
 
 use crate::wire;
@@ -31,7 +33,12 @@ pub(crate) struct Dial {
 pub(crate) type Tls = Arc<rustls::ClientConfig>;
 /// Without TLS support, `wss://` is refused when connecting; nothing is ever held here.
 #[cfg(not(feature = "rustls"))]
-pub(crate) type Tls = std::convert::Infallible;
+pub(crate) type Tls = NoTls;
+
+/// A type with no values: TLS settings that cannot exist.
+#[cfg(not(feature = "rustls"))]
+#[derive(Debug, Clone)]
+pub(crate) enum NoTls {}
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub(crate) type ReadHalf = futures_util::stream::SplitStream<Ws>;
@@ -53,17 +60,20 @@ pub(crate) async fn dial(dial: Dial, done: mpsc::UnboundedSender<Dialed>) {
 async fn open(dial: Dial) -> Result<Ws, OpenError> {
     let request = dial.request?;
     #[cfg(feature = "rustls")]
-    let connector = Some(dial.tls.map_or(Connector::Plain, Connector::Rustls));
-    #[cfg(not(feature = "rustls"))]
-    let connector = Some(Connector::Plain);
-    let (ws, _response) = tokio_tungstenite::connect_async_tls_with_config(
+    let opened = tokio_tungstenite::connect_async_tls_with_config(
         request,
         Some(dial.websocket),
         true,
-        connector,
+        Some(dial.tls.map_or(Connector::Plain, Connector::Rustls)),
     )
-    .await
-    .map_err(|e| wire::open_failed(&e))?;
+    .await;
+    #[cfg(not(feature = "rustls"))]
+    let opened = {
+        // `wss://` is refused when connecting without TLS support; nothing to hold here.
+        let _ = dial.tls;
+        tokio_tungstenite::connect_async_with_config(request, Some(dial.websocket), true).await
+    };
+    let (ws, _response) = opened.map_err(|e| wire::open_failed(&e))?;
     Ok(ws)
 }
 

@@ -38,6 +38,7 @@ impl Target {
         }
     }
 
+    #[cfg(feature = "rustls")]
     pub(crate) fn is_tls(&self) -> bool {
         self.request.uri().scheme_str() == Some("wss")
     }

@@ -11,7 +11,7 @@ use tether_core::{
 };
 use tether_tests::scenarios::fast;
 use tether_tests::server::{Behaviour, Kind, ScriptedServer, Seen};
-use tether_tokio::{ConnectError, Options};
+use tether_tokio::{ConnectError, IntoClientRequest, Options};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -371,4 +371,65 @@ async fn an_application_that_drops_the_stream_does_not_stall_the_session() {
         tether_core::Phase::Ready
     );
     client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_request_carries_its_headers_on_every_socket() {
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let callback = |request: &Request, response: Response| {
+                    let header = |name: &str| {
+                        request
+                            .headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    record
+                        .lock()
+                        .unwrap()
+                        .push((header("authorization"), header("sec-websocket-protocol")));
+                    let mut response = response;
+                    response.headers_mut().insert(
+                        "sec-websocket-protocol",
+                        http::HeaderValue::from_static("feed.v1"),
+                    );
+                    Ok(response)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
+                    return;
+                };
+                // Drop the first connection at once, so the client reconnects.
+                let _ = ws.close(None).await;
+            });
+        }
+    });
+    let mut request = format!("ws://{addr}/feed").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer abc".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "feed.v1".parse().unwrap());
+    let (client, mut events) =
+        tether_tokio::connect(request, fast().build().unwrap(), plain()).unwrap();
+    next_matching(&mut events, |e| matches!(e, Event::Ready { .. })).await;
+    next_matching(&mut events, |e| matches!(e, Event::Disconnected { .. })).await;
+    next_matching(&mut events, |e| matches!(e, Event::Ready { .. })).await;
+    client.shutdown().await;
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|(auth, proto)| auth == "Bearer abc" && proto == "feed.v1"),
+        "{seen:?}"
+    );
 }
