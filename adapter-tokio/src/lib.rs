@@ -2,7 +2,6 @@
 //! driven over tokio-tungstenite sockets.
 //!
 //! ```no_run
-//! use std::time::Duration;
 //! use futures_util::StreamExt;
 //! use tether_core::{Config, Event, Frame, Plain};
 //!
@@ -23,120 +22,113 @@
 //! # Ok(()) }
 //! ```
 //!
-//! One driver task per client owns the machine and every socket it asked for; each
-//! socket runs in a task of its own that forwards what it reads, tagged with its
-//! `ConnId`. The adapter never decides what is stale: the machine does.
+//! The driver (shared with every adapter, in `tether-adapter`) owns the machine and every
+//! socket it asked for; this crate only says how tokio spawns, sleeps and opens a socket.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod driver;
-mod handle;
-mod handoff;
-mod options;
-mod socket;
-mod target;
+use std::future::Future;
+use std::time::Instant;
+
+use futures_util::future::BoxFuture;
 #[cfg(feature = "rustls")]
-mod tls;
-mod wire;
+pub use tether_adapter::client_config;
+pub use tether_adapter::{
+    ConnectError, Events, Handle, IntoClientRequest, Options, OptionsBuilder, OptionsError,
+    Profile, StartGate,
+};
+use tether_adapter::{Runtime, Tls};
+use tether_core::{Config, OpenError};
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-pub use handle::{Events, Handle};
-pub use options::{Options, OptionsBuilder, OptionsError, StartGate};
-#[cfg(feature = "rustls")]
-pub use tls::client_config;
-pub use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-use tether_core::{Client, Config, Protocol};
-
-/// A profile this adapter can drive: it and everything it produces move between tasks.
-/// Every `Protocol` whose types are `Send` is one.
-pub trait Profile: Protocol<Message: Send, Request: Send, Response: Send> + Send + 'static {}
-
-impl<P> Profile for P where
-    P: Protocol<Message: Send, Request: Send, Response: Send> + Send + 'static
-{
+/// The tokio runtime, as tether's driver sees it.
+#[derive(Debug, Clone)]
+pub struct Tokio {
+    handle: tokio::runtime::Handle,
 }
 
-/// Why a client could not be started. Nothing was spawned.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConnectError {
-    /// The URL or request cannot be parsed or has no host.
-    #[error("invalid websocket request: {0}")]
-    InvalidRequest(String),
-    /// The scheme is neither `ws` nor `wss`.
-    #[error("unsupported scheme {0:?}: use ws:// or wss://")]
-    UnsupportedScheme(String),
-    /// `wss://` without the `rustls` feature.
-    #[error("wss:// needs the `rustls` feature")]
-    TlsDisabled,
-    /// The TLS configuration could not be built.
-    #[error("tls configuration: {0}")]
-    Tls(String),
-    /// Not called from within a tokio runtime.
-    #[error("tether_tokio::connect must be called within a tokio runtime")]
-    NoRuntime,
+/// A tokio task that is aborted when dropped.
+#[derive(Debug)]
+pub struct Task(tokio::task::JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Runtime for Tokio {
+    type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+    type Task = Task;
+
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) -> Task {
+        Task(self.handle.spawn(future))
+    }
+
+    fn spawn_detached<F: Future<Output = ()> + Send + 'static>(&self, future: F) {
+        drop(self.handle.spawn(future));
+    }
+
+    fn sleep_until(&self, at: Instant) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(at)))
+    }
+
+    fn connect(
+        &self,
+        request: Request,
+        websocket: WebSocketConfig,
+        tls: Option<Tls>,
+    ) -> BoxFuture<'static, Result<Self::Socket, OpenError>> {
+        Box::pin(async move {
+            #[cfg(feature = "rustls")]
+            let opened = tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(websocket),
+                true,
+                Some(tls.map_or(
+                    tokio_tungstenite::Connector::Plain,
+                    tokio_tungstenite::Connector::Rustls,
+                )),
+            )
+            .await;
+            #[cfg(not(feature = "rustls"))]
+            let opened = {
+                // `wss://` is refused at connect without TLS support; nothing to hold here.
+                let _ = tls;
+                tokio_tungstenite::connect_async_with_config(request, Some(websocket), true).await
+            };
+            opened
+                .map(|(ws, _response)| ws)
+                .map_err(|e| tether_adapter::open_failed(&e))
+        })
+    }
 }
 
 /// Starts a client with default [`Options`]: it connects at once and keeps the session up
 /// until shut down or stopped. `target` is a URL or a full request (headers such as
-/// Authorization, subprotocols).
-pub fn connect<P>(
+/// Authorization, subprotocols). Must be called within a tokio runtime.
+pub fn connect<P: Profile>(
     target: impl IntoClientRequest,
     config: Config,
     profile: P,
-) -> Result<(Handle<P>, Events<P>), ConnectError>
-where
-    P: Profile,
-{
+) -> Result<(Handle<P>, Events<P>), ConnectError> {
     connect_with(target, config, profile, Options::default())
 }
 
 /// Starts a client with the given [`Options`].
-pub fn connect_with<P>(
+pub fn connect_with<P: Profile>(
     target: impl IntoClientRequest,
     config: Config,
     profile: P,
     options: Options,
-) -> Result<(Handle<P>, Events<P>), ConnectError>
-where
-    P: Profile,
-{
-    static CLIENTS: AtomicU64 = AtomicU64::new(0);
-    let target = target::Target::new(target)?;
-    tokio::runtime::Handle::try_current().map_err(|_| ConnectError::NoRuntime)?;
-    let tls = tls_for(&target, &options)?;
-    let mut client = Client::new(config, profile);
-    client
-        .connect(std::time::Instant::now())
+) -> Result<(Handle<P>, Events<P>), ConnectError> {
+    let target = target
+        .into_client_request()
         .map_err(|e| ConnectError::InvalidRequest(e.to_string()))?;
-    let (calls_tx, calls_rx) = tokio::sync::mpsc::channel(256);
-    let (events_tx, events_rx) = handle::events::<P>();
-    let driver = driver::Driver::new(client, target, options, tls, calls_rx, events_tx);
-    driver::spawn(driver, CLIENTS.fetch_add(1, Ordering::Relaxed) + 1);
-    Ok((Handle::new(calls_tx), events_rx))
-}
-
-#[cfg(feature = "rustls")]
-fn tls_for(
-    target: &target::Target,
-    options: &Options,
-) -> Result<Option<socket::Tls>, ConnectError> {
-    if !target.is_tls() {
-        return Ok(None);
-    }
-    match &options.tls {
-        Some(config) => Ok(Some(config.clone())),
-        None => tls::default_config()
-            .map(Some)
-            .map_err(|e| ConnectError::Tls(e.to_string())),
-    }
-}
-
-#[cfg(not(feature = "rustls"))]
-fn tls_for(
-    _target: &target::Target,
-    _options: &Options,
-) -> Result<Option<socket::Tls>, ConnectError> {
-    Ok(None)
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+        ConnectError::NoRuntime("call tether_tokio::connect within a tokio runtime")
+    })?;
+    tether_adapter::start(Tokio { handle }, target, config, profile, options)
 }

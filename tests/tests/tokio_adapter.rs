@@ -60,7 +60,7 @@ fn connect_outside_a_runtime_is_a_typed_error() {
         Config::builder().build().unwrap(),
         plain(),
     );
-    assert!(matches!(r, Err(ConnectError::NoRuntime)));
+    assert!(matches!(r, Err(ConnectError::NoRuntime(_))));
 }
 
 /// A server that answers every upgrade with `status` and the given extra header lines.

@@ -10,14 +10,13 @@ use tether_core::{
     SendOptions, Stats, Status,
 };
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, debug_span};
 
-use crate::Profile;
 use crate::options::Options;
-use crate::socket::{self, Dial, Read, Reader, Tls, Writer};
+use crate::socket::{self, Read, Reader, Tls, Writer};
 use crate::target::Target;
-use tokio_tungstenite::tungstenite::Message;
+use crate::{Profile, Runtime};
+use tungstenite::Message;
 
 /// What the application's handle asks of the driver.
 pub(crate) enum Call<P: Protocol> {
@@ -54,12 +53,12 @@ pub(crate) enum Call<P: Protocol> {
 const BATCH: usize = 256;
 
 /// What woke the driver.
-enum Wake<P: Protocol> {
+enum Wake<S, P: Protocol> {
     Call(Option<Call<P>>),
     /// Room was made: the application took events, or a writer wrote.
     Room,
     Read(ConnId, Read),
-    Dialed(socket::Dialed),
+    Dialed(socket::Dialed<S>),
     WriteFailed(ConnId, CloseCause),
     Granted(ConnId),
     Timer,
@@ -68,51 +67,50 @@ enum Wake<P: Protocol> {
 /// The adapter's bookkeeping of one socket, so the machine hears exactly one `Opened` or
 /// `OpenFailed` per `Open`, and exactly one `Closed` after `Opened`, also after an abort.
 /// Which inputs are stale is the machine's business, never decided here.
-struct Socket {
-    /// The open attempt, until it resolves.
-    dialing: Option<JoinHandle<()>>,
+struct Socket<R: Runtime> {
+    /// The open attempt, until it resolves; dropping it cancels the attempt.
+    dialing: Option<R::Task>,
     opened: bool,
     /// The connection's span, a child of the client's: everything done for this socket
     /// is recorded under it. Nothing secret goes in (no frames, no tokens).
     span: tracing::Span,
 }
 
-impl Socket {
+impl<R: Runtime> Socket<R> {
     fn opened(&self) -> bool {
         self.opened
     }
 
     fn stop(&mut self) {
-        if let Some(dialing) = self.dialing.take() {
-            dialing.abort();
-        }
+        self.dialing = None;
     }
 }
 
-pub(crate) struct Driver<P: Protocol> {
+pub(crate) struct Driver<R: Runtime, P: Protocol> {
+    runtime: R,
     client: Client<P>,
     target: Target,
     options: Options,
     tls: Option<Tls>,
     calls: mpsc::Receiver<Call<P>>,
-    dialed_tx: mpsc::UnboundedSender<socket::Dialed>,
-    dialed: mpsc::UnboundedReceiver<socket::Dialed>,
+    dialed_tx: mpsc::UnboundedSender<socket::Dialed<R::Socket>>,
+    dialed: mpsc::UnboundedReceiver<socket::Dialed<R::Socket>>,
     write_failed_tx: mpsc::UnboundedSender<(ConnId, CloseCause)>,
     write_failed: mpsc::UnboundedReceiver<(ConnId, CloseCause)>,
     granted_tx: mpsc::UnboundedSender<ConnId>,
     granted: mpsc::UnboundedReceiver<ConnId>,
     /// The read half of every open socket: the driver reads them itself, so what a
     /// socket reads reaches the machine with no hop in between.
-    readers: Vec<Reader>,
+    readers: Vec<Reader<R::Socket>>,
     read_cursor: usize,
     /// The write side of every open socket. While frames wait on any of them beyond the
     /// socket queue, the driver takes no calls: the application's sends feel the
     /// backpressure.
-    writers: Vec<Writer>,
+    writers: Vec<Writer<R>>,
     events: EventSender<P>,
     /// Events not yet handed to the application, sent as one batch per driver turn.
     pending_events: Vec<Event<P::Message, P::Response>>,
-    sockets: HashMap<ConnId, Socket>,
+    sockets: HashMap<ConnId, Socket<R>>,
     requests: HashMap<RequestId, oneshot::Sender<Outcome<P::Response>>>,
     shutdown_waiters: Vec<oneshot::Sender<Vec<(SendId, Frame)>>>,
     returned_at_shutdown: Vec<(SendId, Frame)>,
@@ -122,11 +120,13 @@ pub(crate) struct Driver<P: Protocol> {
 type EventSender<P> =
     crate::handle::EventSender<<P as Protocol>::Message, <P as Protocol>::Response>;
 
-impl<P> Driver<P>
+impl<R, P> Driver<R, P>
 where
+    R: Runtime,
     P: Profile,
 {
     pub(crate) fn new(
+        runtime: R,
         client: Client<P>,
         target: Target,
         options: Options,
@@ -138,6 +138,7 @@ where
         let (write_failed_tx, write_failed) = mpsc::unbounded_channel();
         let (granted_tx, granted) = mpsc::unbounded_channel();
         Self {
+            runtime,
             client,
             target,
             options,
@@ -165,8 +166,7 @@ where
     /// The driving loop of DESIGN.md: feed what happened, perform the commands, hand the
     /// events on, sleep until the next deadline or input.
     pub(crate) async fn run(mut self) {
-        let sleep = tokio::time::sleep(std::time::Duration::ZERO);
-        tokio::pin!(sleep);
+        let mut sleep: Option<futures_util::future::BoxFuture<'static, ()>> = None;
         let mut armed: Option<Instant> = None;
         let mut handles_gone = false;
         loop {
@@ -177,9 +177,7 @@ where
             }
             let deadline = self.client.poll_timeout();
             if deadline != armed {
-                if let Some(at) = deadline {
-                    sleep.as_mut().reset(tokio::time::Instant::from_std(at));
-                }
+                sleep = deadline.map(|at| self.runtime.sleep_until(at));
                 armed = deadline;
             }
             let room_for_events = self.room_for_events();
@@ -198,7 +196,10 @@ where
                 }), if room_for_events && !self.readers.is_empty() => Wake::Read(conn, read),
                 Some(dialed) = self.dialed.recv() => Wake::Dialed(dialed),
                 Some(conn) = self.granted.recv() => Wake::Granted(conn),
-                () = &mut sleep, if armed.is_some() => Wake::Timer,
+                () = std::future::poll_fn(|cx| match sleep.as_mut() {
+                    Some(sleep) => sleep.as_mut().poll(cx),
+                    None => std::task::Poll::Pending,
+                }), if armed.is_some() => Wake::Timer,
             };
             match wake {
                 Wake::Call(Some(call)) => {
@@ -249,6 +250,7 @@ where
                 }
                 Wake::Timer => {
                     armed = None;
+                    sleep = None;
                     self.client.handle_timeout(Instant::now());
                 }
             }
@@ -371,7 +373,7 @@ where
     }
 
     /// An open attempt resolved.
-    fn dialed(&mut self, conn: ConnId, opened: Result<Box<socket::Ws>, OpenError>) {
+    fn dialed(&mut self, conn: ConnId, opened: Result<R::Socket, OpenError>) {
         let Some(socket) = self.sockets.get_mut(&conn) else {
             // Aborted meanwhile and already reported: the socket is dropped here.
             return;
@@ -379,10 +381,14 @@ where
         socket.dialing = None;
         match opened {
             Ok(ws) => {
-                let (sink, stream) = (*ws).split();
+                let (sink, stream) = ws.split();
                 socket.opened = true;
-                self.writers
-                    .push(Writer::spawn(conn, sink, self.write_failed_tx.clone()));
+                self.writers.push(Writer::spawn(
+                    &self.runtime,
+                    conn,
+                    sink,
+                    self.write_failed_tx.clone(),
+                ));
                 self.readers.push(Reader::new(conn, stream));
                 socket.span.in_scope(|| debug!("opened"));
                 self.client
@@ -427,7 +433,7 @@ where
                 Some(gate) => {
                     let permit = gate(conn);
                     let granted = self.granted_tx.clone();
-                    tokio::spawn(async move {
+                    self.runtime.spawn_detached(async move {
                         permit.await;
                         let _ = granted.send(conn);
                     });
@@ -441,18 +447,20 @@ where
     }
 
     fn open(&mut self, conn: ConnId, endpoint: &tether_core::Endpoint) {
-        let dial = Dial {
+        let request = self
+            .target
+            .request(endpoint)
+            .map_err(|e| crate::wire::open_failed(&e));
+        let dial = socket::dial(
+            self.runtime.clone(),
             conn,
-            request: self
-                .target
-                .request(endpoint)
-                .map_err(|e| crate::wire::open_failed(&e)),
-            websocket: self.options.websocket,
-            tls: self.tls.clone(),
-        };
+            request,
+            self.options.websocket,
+            self.tls.clone(),
+            self.dialed_tx.clone(),
+        );
         let span = debug_span!("conn", id = conn.get());
-        let dialing =
-            tokio::spawn(socket::dial(dial, self.dialed_tx.clone()).instrument(span.clone()));
+        let dialing = self.runtime.spawn(dial.instrument(span.clone()));
         self.sockets.insert(
             conn,
             Socket {
@@ -536,11 +544,8 @@ where
     }
 }
 
-/// Spawns the driver of a new client on the current tokio runtime.
-pub(crate) fn spawn<P>(driver: Driver<P>, client_id: u64)
-where
-    P: Profile,
-{
+/// Spawns the driver of a new client on `runtime`.
+pub(crate) fn spawn<R: Runtime, P: Profile>(runtime: &R, driver: Driver<R, P>, client_id: u64) {
     let span = debug_span!("tether", client = client_id);
-    tokio::spawn(driver.run().instrument(span));
+    runtime.spawn_detached(driver.run().instrument(span));
 }

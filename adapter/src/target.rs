@@ -1,8 +1,8 @@
 //! Where sockets connect: the application's request, and the profile's other URLs.
 
 use tether_core::Endpoint;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{self, handshake::client::Request};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::{self, handshake::client::Request};
 
 use crate::ConnectError;
 

@@ -10,7 +10,7 @@ use tether_core::ConnId;
 /// driver awaits the future it returns before granting `Command::RequestStart`.
 pub type StartGate = Arc<dyn Fn(ConnId) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tungstenite::protocol::WebSocketConfig;
 
 /// Settings of the adapter (the session's own settings are `tether_core::Config`). Built
 /// with [`Options::builder`]; every value is checked once.

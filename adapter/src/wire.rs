@@ -5,9 +5,9 @@ use std::time::Duration;
 use tether_core::{
     CloseCause, CloseFrame, Frame, OpenError, OpenErrorKind, TransportErrorKind, Utf8Bytes,
 };
-use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tungstenite::protocol::CloseFrame as WsCloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{self, Message};
 
 /// A message read from a socket, as the core sees it.
 pub(crate) enum Read {
@@ -96,7 +96,7 @@ pub(crate) fn closed_by(error: &tungstenite::Error, close_seen: Option<CloseFram
 }
 
 /// Why an open failed, with the server's retry hint when it gave one.
-pub(crate) fn open_failed(error: &tungstenite::Error) -> OpenError {
+pub fn open_failed(error: &tungstenite::Error) -> OpenError {
     use tungstenite::Error as E;
     match error {
         E::Http(response) => {

@@ -1,107 +1,85 @@
-//! Sockets: opening them (a task per attempt), then reading and writing them from the
-//! driver itself, which owns both halves of every open socket.
+//! Sockets: opening them (through the runtime, a task per attempt), then reading them from
+//! the driver itself and writing them from a task per socket.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::{SinkExt, StreamExt};
 use tether_core::{CloseCause, CloseFrame, ConnId, Frame, OpenError};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-
-use crate::handoff::Handoff;
-#[cfg(feature = "rustls")]
-use tokio_tungstenite::Connector;
-use tokio_tungstenite::tungstenite::handshake::client::Request;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::debug;
+use tungstenite::Message;
 
+use crate::Runtime;
+use crate::handoff::Handoff;
 use crate::wire;
-
-/// Everything one socket needs to open.
-pub(crate) struct Dial {
-    pub(crate) conn: ConnId,
-    pub(crate) request: Result<Request, OpenError>,
-    pub(crate) websocket: WebSocketConfig,
-    pub(crate) tls: Option<Tls>,
-}
 
 /// The TLS settings for `wss://`.
 #[cfg(feature = "rustls")]
-pub(crate) type Tls = Arc<rustls::ClientConfig>;
+pub type Tls = Arc<rustls::ClientConfig>;
 /// Without TLS support, `wss://` is refused when connecting; nothing is ever held here.
 #[cfg(not(feature = "rustls"))]
-pub(crate) type Tls = NoTls;
+pub type Tls = NoTls;
 
-/// A type with no values: TLS settings that cannot exist.
+/// A type with no values: TLS settings that cannot exist without the `rustls` feature.
 #[cfg(not(feature = "rustls"))]
 #[derive(Debug, Clone)]
-pub(crate) enum NoTls {}
+pub enum NoTls {}
 
-pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-pub(crate) type ReadHalf = futures_util::stream::SplitStream<Ws>;
-pub(crate) type WriteHalf = futures_util::stream::SplitSink<Ws, Message>;
+pub(crate) type ReadHalf<S> = futures_util::stream::SplitStream<S>;
+pub(crate) type WriteHalf<S> = futures_util::stream::SplitSink<S, Message>;
 
 /// The result of one open, for the driver.
-pub(crate) type Dialed = (ConnId, Result<Box<Ws>, OpenError>);
+pub(crate) type Dialed<S> = (ConnId, Result<S, OpenError>);
 
-/// Opens one socket and hands it (or why it failed) to the driver.
-pub(crate) async fn dial(dial: Dial, done: mpsc::UnboundedSender<Dialed>) {
-    let conn = dial.conn;
-    let opened = open(dial).await;
+/// Opens one socket through the runtime and hands it (or why it failed) to the driver.
+pub(crate) async fn dial<R: Runtime>(
+    runtime: R,
+    conn: ConnId,
+    request: Result<tungstenite::handshake::client::Request, OpenError>,
+    websocket: tungstenite::protocol::WebSocketConfig,
+    tls: Option<Tls>,
+    done: mpsc::UnboundedSender<Dialed<R::Socket>>,
+) {
+    let opened = match request {
+        Ok(request) => runtime.connect(request, websocket, tls).await,
+        Err(error) => Err(error),
+    };
     if let Err(error) = &opened {
         debug!(conn = conn.get(), %error, "open failed");
     }
-    let _ = done.send((conn, opened.map(Box::new)));
-}
-
-async fn open(dial: Dial) -> Result<Ws, OpenError> {
-    let request = dial.request?;
-    #[cfg(feature = "rustls")]
-    let opened = tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        Some(dial.websocket),
-        true,
-        Some(dial.tls.map_or(Connector::Plain, Connector::Rustls)),
-    )
-    .await;
-    #[cfg(not(feature = "rustls"))]
-    let opened = {
-        // `wss://` is refused when connecting without TLS support; nothing to hold here.
-        let _ = dial.tls;
-        tokio_tungstenite::connect_async_with_config(request, Some(dial.websocket), true).await
-    };
-    let (ws, _response) = opened.map_err(|e| wire::open_failed(&e))?;
-    Ok(ws)
+    let _ = done.send((conn, opened));
 }
 
 /// The write side of one open socket. The driver collects each turn's frames into a
 /// batch; a task of the socket's own writes them, so reading and writing go on side by side
 /// (a peer that echoes never deadlocks with us, and large frames use both cores), at one
 /// wake per batch rather than per frame.
-pub(crate) struct Writer {
+pub(crate) struct Writer<R: Runtime> {
     pub(crate) conn: ConnId,
     batch: Vec<Message>,
     handoff: Arc<Handoff<Message>>,
-    task: tokio::task::JoinHandle<()>,
+    /// Dropping it cancels the writer, and the socket's write half goes with it.
+    task: Option<R::Task>,
+    runtime: R,
 }
 
-impl Writer {
+impl<R: Runtime> Writer<R> {
     /// Starts the writer task of socket `conn`; a failed write is reported on `failed`.
     pub(crate) fn spawn(
+        runtime: &R,
         conn: ConnId,
-        sink: WriteHalf,
+        sink: WriteHalf<R::Socket>,
         failed: mpsc::UnboundedSender<(ConnId, CloseCause)>,
     ) -> Self {
         let handoff = Arc::new(Handoff::new());
-        let task = tokio::spawn(write_batches(conn, sink, handoff.clone(), failed));
+        let task = Some(runtime.spawn(write_batches(conn, sink, handoff.clone(), failed)));
         Self {
             conn,
             batch: Vec::new(),
             handoff,
             task,
+            runtime: runtime.clone(),
         }
     }
 
@@ -128,28 +106,32 @@ impl Writer {
     pub(crate) fn close_with(mut self, frame: CloseFrame) {
         self.push(wire::close(frame));
         self.send_batch();
-        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            task.abort();
+        let task = self.task.take();
+        let sleep = self
+            .runtime
+            .sleep_until(std::time::Instant::now() + std::time::Duration::from_millis(100));
+        self.runtime.spawn_detached(async move {
+            sleep.await;
+            drop(task);
         });
     }
 }
 
-impl Drop for Writer {
+impl<R: Runtime> Drop for Writer<R> {
     /// The socket's write half goes with its task.
     fn drop(&mut self) {
         self.handoff.close_producer();
-        self.task.abort();
     }
 }
 
-async fn write_batches(
+async fn write_batches<S>(
     conn: ConnId,
-    mut sink: WriteHalf,
+    mut sink: WriteHalf<S>,
     handoff: Arc<Handoff<Message>>,
     failed: mpsc::UnboundedSender<(ConnId, CloseCause)>,
-) {
+) where
+    S: futures_util::Sink<Message, Error = tungstenite::Error> + futures_util::Stream,
+{
     let mut local = std::collections::VecDeque::new();
     loop {
         let open = std::future::poll_fn(|cx| handoff.poll_take(&mut local, cx)).await;
@@ -167,7 +149,7 @@ async fn write_batches(
         // Flush once nothing more waits: a busy writer shares one flush across batches.
         // One turn first lets a driver that is about to hand over more do so.
         if handoff.in_flight() == 0 {
-            tokio::task::yield_now().await;
+            yield_once().await;
         }
         if handoff.in_flight() == 0 {
             if let Err(error) = sink.flush().await {
@@ -179,9 +161,9 @@ async fn write_batches(
 }
 
 /// The read half of one open socket, owned by the driver.
-pub(crate) struct Reader {
+pub(crate) struct Reader<S> {
     pub(crate) conn: ConnId,
-    stream: ReadHalf,
+    stream: ReadHalf<S>,
     peer_close: Option<CloseFrame>,
 }
 
@@ -192,8 +174,11 @@ pub(crate) enum Read {
     End(CloseCause),
 }
 
-impl Reader {
-    pub(crate) fn new(conn: ConnId, stream: ReadHalf) -> Self {
+impl<S> Reader<S>
+where
+    S: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    pub(crate) fn new(conn: ConnId, stream: ReadHalf<S>) -> Self {
         Self {
             conn,
             stream,
@@ -232,11 +217,14 @@ impl Reader {
 }
 
 /// Polls every reader in turn, from `cursor`, so no socket starves another.
-pub(crate) fn poll_readers(
-    readers: &mut [Reader],
+pub(crate) fn poll_readers<S>(
+    readers: &mut [Reader<S>],
     cursor: &mut usize,
     cx: &mut Context<'_>,
-) -> Poll<(ConnId, Read)> {
+) -> Poll<(ConnId, Read)>
+where
+    S: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
     let n = readers.len();
     for i in 0..n {
         let at = (*cursor + i) % n;
@@ -248,4 +236,19 @@ pub(crate) fn poll_readers(
         }
     }
     Poll::Pending
+}
+
+/// Gives the executor one turn, whatever the executor.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
 }
