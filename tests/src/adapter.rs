@@ -47,3 +47,42 @@ pub trait Adapter: Send + Sync + 'static {
         P::Request: Send,
         P::Response: Send + std::fmt::Debug;
 }
+
+/// Every adapter hands out the same handle and event stream (from `tether-adapter`), so
+/// one implementation serves them all.
+impl<P: tether_adapter::Profile + Sync> TestClient<P> for tether_adapter::Handle<P> {
+    fn send(&self, frame: Frame) -> BoxFuture<'_, Result<SendId, SendError>> {
+        Box::pin(tether_adapter::Handle::send(self, frame))
+    }
+    fn request(
+        &self,
+        request: P::Request,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Outcome<P::Response>, RequestError>> {
+        Box::pin(tether_adapter::Handle::request(self, request, timeout))
+    }
+    fn reconnect(&self, mode: ReconnectMode) -> BoxFuture<'_, Result<(), CallError>> {
+        Box::pin(tether_adapter::Handle::reconnect(self, mode))
+    }
+    fn shutdown(&self) -> BoxFuture<'_, Vec<(SendId, Frame)>> {
+        Box::pin(tether_adapter::Handle::shutdown(self))
+    }
+    fn state(&self) -> BoxFuture<'_, Result<Status, CallError>> {
+        Box::pin(tether_adapter::Handle::state(self))
+    }
+    fn stats(&self) -> BoxFuture<'_, Result<Stats, CallError>> {
+        Box::pin(tether_adapter::Handle::stats(self))
+    }
+}
+
+/// A started client, as the scenarios take it.
+pub fn boxed<P>(
+    handle: tether_adapter::Handle<P>,
+    events: tether_adapter::Events<P>,
+) -> (std::sync::Arc<dyn TestClient<P>>, EventStream<P>)
+where
+    P: tether_adapter::Profile + Sync,
+{
+    use futures_util::StreamExt;
+    (std::sync::Arc::new(handle), events.boxed())
+}

@@ -1,0 +1,170 @@
+//! Echo throughput through tether-smol against raw async-tungstenite on smol: same process,
+//! same loopback echo server, heartbeats on, pipelined. The method of tether-tokio's echo
+//! bench: seven alternating rounds; the ratio is the median of the rounds' ratios.
+//!
+//! `cargo bench -p tether-smol --bench echo` prints a table and ends with
+//! `ratio tether/raw 64B: X` and `ratio tether/raw 16KiB: X`.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use futures_util::{SinkExt, StreamExt};
+use tether_core::{Config, Event, Frame, Plain};
+
+async fn echo_server() -> String {
+    let listener = async_net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    smol::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tcp.set_nodelay(true).unwrap();
+            smol::spawn(async move {
+                let Ok(ws) = async_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                let (mut sink, mut stream) = ws.split();
+                while let Some(Ok(message)) = stream.next().await {
+                    if (message.is_binary() || message.is_text())
+                        && (sink.feed(message).await.is_err() || sink.flush().await.is_err())
+                    {
+                        return;
+                    }
+                }
+            })
+            .detach();
+        }
+    })
+    .detach();
+    url
+}
+
+/// The socket settings tether uses by default, so both clients are alike.
+fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+}
+
+async fn raw(url: &str, size: usize, count: usize) -> Duration {
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_owned();
+    let tcp = async_net::TcpStream::connect(addr.as_str()).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let (ws, _) = async_tungstenite::client_async_with_config(url, tcp, Some(websocket_config()))
+        .await
+        .unwrap();
+    let (mut sink, mut stream) = ws.split();
+    let payload = bytes::Bytes::from(vec![1u8; size]);
+    let start = Instant::now();
+    let writer = smol::spawn(async move {
+        for _ in 0..count {
+            sink.feed(Message::Binary(payload.clone())).await.unwrap();
+        }
+        sink.flush().await.unwrap();
+        sink
+    });
+    let mut received = 0;
+    while received < count {
+        match stream.next().await {
+            Some(Ok(Message::Binary(_))) => received += 1,
+            Some(Ok(_)) => {}
+            other => panic!("raw echo broke: {other:?}"),
+        }
+    }
+    let took = start.elapsed();
+    let _ = writer.await;
+    took
+}
+
+async fn tether(url: &str, size: usize, count: usize) -> Duration {
+    let config = Config::builder()
+        .seed(1)
+        .queue_max_frames(count + 1)
+        .queue_max_bytes(usize::MAX >> 1)
+        .build()
+        .unwrap();
+    let profile = Plain::builder()
+        .heartbeat_interval(Some(Duration::from_secs(2)))
+        .build()
+        .unwrap();
+    let (client, mut events) = tether_smol::connect(url, config, profile).unwrap();
+    loop {
+        if let Some(Event::Ready { .. }) = events.next().await {
+            break;
+        }
+    }
+    let payload = bytes::Bytes::from(vec![1u8; size]);
+    let start = Instant::now();
+    let sender = client.clone();
+    let writer = smol::spawn(async move {
+        for _ in 0..count {
+            sender.feed(Frame::Binary(payload.clone())).await.unwrap();
+        }
+    });
+    let mut received = 0;
+    while received < count {
+        match events.next().await {
+            Some(Event::Message { .. }) => received += 1,
+            Some(Event::Disconnected { reason, .. }) => panic!("tether echo broke: {reason}"),
+            Some(_) => {}
+            None => panic!("tether echo stopped"),
+        }
+    }
+    let took = start.elapsed();
+    writer.await;
+    client.shutdown().await;
+    took
+}
+
+fn main() {
+    // smol's global executor runs its tasks on SMOL_THREADS threads (one unless set); the
+    // bench leaves that as the user would, and every client runs as a task on it.
+    smol::block_on(async {
+        let url = echo_server().await;
+        let sizes = [(64usize, "64B", 200_000usize), (16 * 1024, "16KiB", 20_000)];
+        println!(
+            "{:<8} {:>10} {:>14} {:>14} {:>14}",
+            "size", "messages", "raw msg/s", "tether msg/s", "median ratio"
+        );
+        let mut ratios = Vec::new();
+        for (size, label, count) in sizes {
+            let run_raw = |n: usize| {
+                let url = url.clone();
+                smol::spawn(async move { raw(&url, size, n).await })
+            };
+            let run_tether = |n: usize| {
+                let url = url.clone();
+                smol::spawn(async move { tether(&url, size, n).await })
+            };
+            run_raw(count / 10).await;
+            run_tether(count / 10).await;
+            let mut ratios_of_rounds = Vec::new();
+            let mut best_raw = Duration::MAX;
+            let mut best_tether = Duration::MAX;
+            for round in 0..7 {
+                let (r, t) = if round % 2 == 0 {
+                    let r = run_raw(count).await;
+                    (r, run_tether(count).await)
+                } else {
+                    let t = run_tether(count).await;
+                    (run_raw(count).await, t)
+                };
+                best_raw = best_raw.min(r);
+                best_tether = best_tether.min(t);
+                ratios_of_rounds.push(r.as_secs_f64() / t.as_secs_f64());
+            }
+            ratios_of_rounds.sort_by(f64::total_cmp);
+            let ratio = ratios_of_rounds[ratios_of_rounds.len() / 2];
+            let raw_rate = count as f64 / best_raw.as_secs_f64();
+            let tether_rate = count as f64 / best_tether.as_secs_f64();
+            println!("{label:<8} {count:>10} {raw_rate:>14.0} {tether_rate:>14.0} {ratio:>14.3}");
+            ratios.push((label, ratio));
+        }
+        for (label, ratio) in ratios {
+            println!("ratio tether/raw {label}: {ratio:.3}");
+        }
+    });
+}
