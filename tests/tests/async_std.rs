@@ -1,0 +1,102 @@
+//! tether-smol under async-std's executor: the client's tasks are spawned with
+//! `async_std::task::spawn`, the scenarios themselves run in `async_std::task::block_on`
+//! (the scripted server stays on a tokio runtime beside them). async-std is a
+//! dev-dependency only: it is deprecated upstream in favour of smol, and this proves the
+//! smol adapter serves its users.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_core::Config;
+use tether_smol::{Options, Smol, Spawned, Spawner, Task};
+use tether_tests::adapter::{Adapter, EventStream, TestClient, boxed};
+use tether_tests::scenarios;
+
+struct AsyncStdTask(async_std::task::JoinHandle<()>);
+
+impl Spawned for AsyncStdTask {
+    fn cancel(self: Box<Self>) {
+        // async-std cancels asynchronously; the cancel itself runs on its executor.
+        async_std::task::spawn(async move {
+            self.0.cancel().await;
+        });
+    }
+
+    fn detach(self: Box<Self>) {
+        // Dropping an async-std handle detaches its task.
+        drop(self);
+    }
+}
+
+struct AsyncStdExecutor;
+
+impl Spawner for AsyncStdExecutor {
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Task {
+        Task::new(AsyncStdTask(async_std::task::spawn(future)))
+    }
+}
+
+struct AsyncStd;
+
+impl Adapter for AsyncStd {
+    fn name(&self) -> &'static str {
+        "tether-smol on async-std"
+    }
+
+    fn connect<P>(
+        &self,
+        url: &str,
+        config: Config,
+        profile: P,
+        event_buffer: usize,
+    ) -> (Arc<dyn TestClient<P>>, EventStream<P>)
+    where
+        P: tether_core::Protocol + Send + Sync + 'static,
+        P::Message: Send + std::fmt::Debug,
+        P::Request: Send,
+        P::Response: Send + std::fmt::Debug,
+    {
+        let options = Options::builder()
+            .event_buffer(event_buffer)
+            .build()
+            .unwrap();
+        let runtime = Smol::with_spawner(AsyncStdExecutor);
+        let (handle, events) =
+            tether_smol::connect_on(runtime, url, config, profile, options).unwrap();
+        boxed(handle, events)
+    }
+}
+
+/// Runs a scenario on async-std's executor, with a tokio runtime beside it for the
+/// scripted server and the scenario's own timers.
+fn on_async_std<F: Future<Output = ()>>(scenario: F) {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _context = tokio.enter();
+    async_std::task::block_on(async {
+        async_std::future::timeout(Duration::from_secs(30), scenario)
+            .await
+            .expect("scenario exceeded its time bound");
+    });
+}
+
+#[test]
+fn c01_echo() {
+    on_async_std(scenarios::c01_echo(&AsyncStd));
+}
+
+#[test]
+fn c02_server_restart() {
+    on_async_std(scenarios::c02_server_restart(&AsyncStd));
+}
+
+#[test]
+fn c05_heartbeats_never_acked() {
+    on_async_std(scenarios::c05_heartbeats_never_acked(&AsyncStd));
+}
