@@ -124,47 +124,17 @@ fn main() {
     // bench leaves that as the user would, and every client runs as a task on it.
     smol::block_on(async {
         let url = echo_server().await;
-        let sizes = [(64usize, "64B", 200_000usize), (16 * 1024, "16KiB", 20_000)];
-        println!(
-            "{:<8} {:>10} {:>14} {:>14} {:>14}",
-            "size", "messages", "raw msg/s", "tether msg/s", "median ratio"
-        );
-        let mut ratios = Vec::new();
-        for (size, label, count) in sizes {
-            let run_raw = |n: usize| {
-                let url = url.clone();
+        let (raw_url, tether_url) = (url.clone(), url);
+        tether_tests::bench::compare(
+            |size, n| {
+                let url = raw_url.clone();
                 smol::spawn(async move { raw(&url, size, n).await })
-            };
-            let run_tether = |n: usize| {
-                let url = url.clone();
+            },
+            |size, n| {
+                let url = tether_url.clone();
                 smol::spawn(async move { tether(&url, size, n).await })
-            };
-            run_raw(count / 10).await;
-            run_tether(count / 10).await;
-            let mut ratios_of_rounds = Vec::new();
-            let mut best_raw = Duration::MAX;
-            let mut best_tether = Duration::MAX;
-            for round in 0..7 {
-                let (r, t) = if round % 2 == 0 {
-                    let r = run_raw(count).await;
-                    (r, run_tether(count).await)
-                } else {
-                    let t = run_tether(count).await;
-                    (run_raw(count).await, t)
-                };
-                best_raw = best_raw.min(r);
-                best_tether = best_tether.min(t);
-                ratios_of_rounds.push(r.as_secs_f64() / t.as_secs_f64());
-            }
-            ratios_of_rounds.sort_by(f64::total_cmp);
-            let ratio = ratios_of_rounds[ratios_of_rounds.len() / 2];
-            let raw_rate = count as f64 / best_raw.as_secs_f64();
-            let tether_rate = count as f64 / best_tether.as_secs_f64();
-            println!("{label:<8} {count:>10} {raw_rate:>14.0} {tether_rate:>14.0} {ratio:>14.3}");
-            ratios.push((label, ratio));
-        }
-        for (label, ratio) in ratios {
-            println!("ratio tether/raw {label}: {ratio:.3}");
-        }
+            },
+        )
+        .await;
     });
 }
