@@ -113,6 +113,13 @@ impl Spawner for GlobalExecutor {
     }
 }
 
+/// An executor of the application's own (one it runs on threads of its choosing).
+impl Spawner for Arc<smol::Executor<'static>> {
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Task {
+        Task::new(smol::Executor::spawn(self, future))
+    }
+}
+
 /// The smol runtime, as tether's driver sees it.
 #[derive(Clone)]
 pub struct Smol {
