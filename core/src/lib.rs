@@ -60,6 +60,7 @@ mod input;
 mod lifecycle;
 mod outbound;
 mod ratelimit;
+pub mod registry;
 mod requests;
 mod stats;
 mod timer;
