@@ -32,8 +32,17 @@ pub trait Adapter: Send + Sync + 'static {
     /// The adapter's name, for messages.
     fn name(&self) -> &'static str;
 
-    /// Starts a client of `url` with small socket buffers and `event_buffer` events of
-    /// room for a slow consumer.
+    /// Starts a client of `url` with `options`: the one thing each adapter says itself.
+    fn start<P: tether_adapter::Profile>(
+        &self,
+        url: &str,
+        config: Config,
+        profile: P,
+        options: tether_adapter::Options,
+    ) -> (tether_adapter::Handle<P>, tether_adapter::Events<P>);
+
+    /// Starts a client of `url` with `event_buffer` events of room for a slow consumer, as
+    /// the scenarios drive it.
     fn connect<P>(
         &self,
         url: &str,
@@ -45,7 +54,15 @@ pub trait Adapter: Send + Sync + 'static {
         P: Protocol + Send + Sync + 'static,
         P::Message: Send + std::fmt::Debug,
         P::Request: Send,
-        P::Response: Send + std::fmt::Debug;
+        P::Response: Send + std::fmt::Debug,
+    {
+        let options = tether_adapter::Options::builder()
+            .event_buffer(event_buffer)
+            .build()
+            .expect("a positive event buffer");
+        let (handle, events) = self.start(url, config, profile, options);
+        boxed(handle, events)
+    }
 }
 
 /// Every adapter hands out the same handle and event stream (from `tether-adapter`), so

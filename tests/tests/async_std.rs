@@ -7,12 +7,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tether_core::Config;
-use tether_smol::{Options, Smol, Spawned, Spawner, Task};
-use tether_tests::adapter::{Adapter, EventStream, TestClient, boxed};
+use tether_smol::{Smol, Spawned, Spawner, Task};
+use tether_tests::adapter::Adapter;
 use tether_tests::scenarios;
 
 struct AsyncStdTask(async_std::task::JoinHandle<()>);
@@ -46,27 +45,15 @@ impl Adapter for AsyncStd {
         "tether-smol on async-std"
     }
 
-    fn connect<P>(
+    fn start<P: tether_adapter::Profile>(
         &self,
         url: &str,
         config: Config,
         profile: P,
-        event_buffer: usize,
-    ) -> (Arc<dyn TestClient<P>>, EventStream<P>)
-    where
-        P: tether_core::Protocol + Send + Sync + 'static,
-        P::Message: Send + std::fmt::Debug,
-        P::Request: Send,
-        P::Response: Send + std::fmt::Debug,
-    {
-        let options = Options::builder()
-            .event_buffer(event_buffer)
-            .build()
-            .unwrap();
+        options: tether_adapter::Options,
+    ) -> (tether_adapter::Handle<P>, tether_adapter::Events<P>) {
         let runtime = Smol::with_spawner(AsyncStdExecutor);
-        let (handle, events) =
-            tether_smol::connect_on(runtime, url, config, profile, options).unwrap();
-        boxed(handle, events)
+        tether_smol::connect_on(runtime, url, config, profile, options).unwrap()
     }
 }
 

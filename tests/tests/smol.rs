@@ -2,11 +2,8 @@
 //! (on tokio); the client's tasks run on smol's global executor.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-
 use tether_core::Config;
-use tether_smol::Options;
-use tether_tests::adapter::{Adapter, EventStream, TestClient, boxed};
+use tether_tests::adapter::Adapter;
 
 struct Smol;
 
@@ -15,25 +12,14 @@ impl Adapter for Smol {
         "tether-smol"
     }
 
-    fn connect<P>(
+    fn start<P: tether_adapter::Profile>(
         &self,
         url: &str,
         config: Config,
         profile: P,
-        event_buffer: usize,
-    ) -> (Arc<dyn TestClient<P>>, EventStream<P>)
-    where
-        P: tether_core::Protocol + Send + Sync + 'static,
-        P::Message: Send + std::fmt::Debug,
-        P::Request: Send,
-        P::Response: Send + std::fmt::Debug,
-    {
-        let options = Options::builder()
-            .event_buffer(event_buffer)
-            .build()
-            .unwrap();
-        let (handle, events) = tether_smol::connect_with(url, config, profile, options).unwrap();
-        boxed(handle, events)
+        options: tether_adapter::Options,
+    ) -> (tether_adapter::Handle<P>, tether_adapter::Events<P>) {
+        tether_smol::connect_with(url, config, profile, options).unwrap()
     }
 }
 

@@ -1,11 +1,8 @@
 //! The conformance suite against tether-tokio.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-
 use tether_core::Config;
-use tether_tests::adapter::{Adapter, EventStream, TestClient, boxed};
-use tether_tokio::Options;
+use tether_tests::adapter::Adapter;
 
 struct Tokio;
 
@@ -14,25 +11,14 @@ impl Adapter for Tokio {
         "tether-tokio"
     }
 
-    fn connect<P>(
+    fn start<P: tether_adapter::Profile>(
         &self,
         url: &str,
         config: Config,
         profile: P,
-        event_buffer: usize,
-    ) -> (Arc<dyn TestClient<P>>, EventStream<P>)
-    where
-        P: tether_core::Protocol + Send + Sync + 'static,
-        P::Message: Send + std::fmt::Debug,
-        P::Request: Send,
-        P::Response: Send + std::fmt::Debug,
-    {
-        let options = Options::builder()
-            .event_buffer(event_buffer)
-            .build()
-            .unwrap();
-        let (handle, events) = tether_tokio::connect_with(url, config, profile, options).unwrap();
-        boxed(handle, events)
+        options: tether_adapter::Options,
+    ) -> (tether_adapter::Handle<P>, tether_adapter::Events<P>) {
+        tether_tokio::connect_with(url, config, profile, options).unwrap()
     }
 }
 
