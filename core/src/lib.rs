@@ -70,6 +70,9 @@ pub mod protocol;
 #[cfg(feature = "invariants")]
 pub mod invariants;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
 pub use command::{Command, Endpoint};
 pub use config::{Config, ConfigBuilder, OverflowPolicy, is_sendable_close_code};
 pub use conn::ConnId;

@@ -1,0 +1,559 @@
+//! The bodies of the fuzz targets (feature `fuzzing`), so normal builds compile them and a
+//! stable test can replay the corpus through the very same code. Each body runs the
+//! machine (or the registry) on the sequence it decodes from the bytes and checks the
+//! invariants after every step; a violation panics, which is what a fuzzer looks for.
+//! Time is virtual: each body takes the clock's origin (`epoch`) from its caller, since core
+//! never reads a clock.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use arbitrary::{Arbitrary, Unstructured};
+use serde::{Deserialize, Serialize};
+
+use crate::invariants::{Call, ClientChecker};
+use crate::protocol::Protocol;
+use crate::registry::{Accepted, Presence, Registry, RegistryEvent};
+use crate::{
+    Client, CloseCause, CloseFrame, Config, ConnId, Discord, Frame, Identify, Input, OpenError,
+    OpenErrorKind, Plain, ReconnectMode, Rpc, RpcRequest, Token,
+};
+
+/// Which generation an input names, relative to the newest the machine issued.
+#[derive(Debug, Clone, Copy, Arbitrary, Serialize, Deserialize)]
+pub enum Target {
+    /// The one the machine is about now.
+    Current,
+    /// The newest issued.
+    Newest,
+    /// This many generations older.
+    Older(u8),
+    /// This many generations not issued yet.
+    Future(u8),
+}
+
+/// One step of a client scenario.
+#[derive(Debug, Clone, Arbitrary, Serialize, Deserialize)]
+pub enum Step {
+    /// `connect()`.
+    Connect,
+    /// `reconnect(fresh or not)`.
+    Reconnect(bool),
+    /// `shutdown()`.
+    Shutdown,
+    /// A send of this many bytes, with a time to live in ms if given.
+    Send(u8, Option<u16>),
+    /// A request (rpc only) with a timeout in ms.
+    Request(u16),
+    /// `probe()`.
+    Probe,
+    /// The socket opened.
+    Opened(Target),
+    /// The open failed, with an error kind and a retry hint in ms.
+    OpenFailed(Target, u8, Option<u16>),
+    /// A frame arrived: text of the fuzzer's choice, or binary.
+    Text(Target, String),
+    /// A binary frame of this many bytes.
+    Binary(Target, u8),
+    /// The socket closed, with a code if a close frame came.
+    Closed(Target, Option<u16>),
+    /// The start gate granted.
+    Granted(Target),
+    /// Time passes, in ms, with every deadline handled in order.
+    Elapse(u16),
+    /// The process was suspended this many ms: one late `handle_timeout`.
+    Jump(u32),
+}
+
+/// A whole client scenario: the settings' seed and the steps.
+#[derive(Debug, Clone, Arbitrary, Serialize, Deserialize)]
+pub struct Scenario {
+    /// The jitter seed.
+    pub seed: u64,
+    /// Whether the start gate is on.
+    pub gate: bool,
+    /// The steps.
+    pub steps: Vec<Step>,
+}
+
+/// Which profile a client scenario speaks.
+#[derive(Debug, Clone, Copy, Arbitrary, Serialize, Deserialize)]
+pub enum ProfileKind {
+    /// Plain WebSocket.
+    Plain,
+    /// Discord gateway.
+    Discord,
+    /// JSON rpc.
+    Rpc,
+}
+
+fn config(seed: u64, gate: bool) -> Config {
+    let built = Config::builder()
+        .seed(seed)
+        .connect_timeout(Duration::from_millis(500))
+        .hello_timeout(Duration::from_millis(300))
+        .ready_timeout(Duration::from_millis(300))
+        .drain_timeout(Duration::from_millis(200))
+        .abort_grace(Duration::from_millis(50))
+        .backoff_initial(Duration::from_millis(10))
+        .backoff_max(Duration::from_millis(400))
+        .start_gate(gate)
+        .queue_max_frames(8)
+        .queue_max_bytes(512)
+        .max_pending_requests(6)
+        .build();
+    // The settings above are valid; should that ever change, the default settings still are.
+    built.unwrap_or_else(|_| {
+        Config::builder()
+            .seed(seed)
+            .build()
+            .unwrap_or_else(|_| unreachable_config())
+    })
+}
+
+#[allow(clippy::panic)]
+fn unreachable_config() -> Config {
+    panic!("the default configuration is valid")
+}
+
+/// A client seed as committed in the corpus: readable JSON, so the catalogue's sequences
+/// can be written down as they are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Seed {
+    /// The profile.
+    pub profile: ProfileKind,
+    /// The scenario.
+    pub scenario: Scenario,
+}
+
+/// Target `client_lifecycle`: the bytes decode into a profile and a scenario (a JSON
+/// [`Seed`], as the committed seeds are, or else the fuzzer's own structured bytes).
+pub fn client_lifecycle(data: &[u8], epoch: Instant) {
+    if let Ok(seed) = serde_json::from_slice::<Seed>(data) {
+        run_scenario(seed.profile, &seed.scenario, epoch);
+        return;
+    }
+    let mut u = Unstructured::new(data);
+    let (Ok(kind), Ok(scenario)) = (ProfileKind::arbitrary(&mut u), Scenario::arbitrary(&mut u))
+    else {
+        return;
+    };
+    run_scenario(kind, &scenario, epoch);
+}
+
+/// Runs `scenario` against a client of `kind`, checking I1-I8 after every step.
+pub fn run_scenario(kind: ProfileKind, scenario: &Scenario, epoch: Instant) {
+    let config = config(scenario.seed, scenario.gate);
+    match kind {
+        ProfileKind::Plain => {
+            let profile = Plain::builder()
+                .heartbeat_interval(Some(Duration::from_millis(100)))
+                .build();
+            if let Ok(profile) = profile {
+                Driver::new(config, profile, None, epoch).run(&scenario.steps);
+            }
+        }
+        ProfileKind::Discord => {
+            if let Ok(profile) = Discord::builder(Identify::new(Token::new("t"), 1)).build() {
+                Driver::new(config, profile, None, epoch).run(&scenario.steps);
+            }
+        }
+        ProfileKind::Rpc => {
+            if let Ok(profile) = Rpc::builder(serde_json::Map::new()).build() {
+                let make: fn(u16) -> RpcRequest =
+                    |n| RpcRequest::new("m", serde_json::Value::from(n));
+                Driver::new(config, profile, Some(make), epoch).run(&scenario.steps);
+            }
+        }
+    }
+}
+
+/// Plays the adapter for one machine, with a virtual clock, and checks after every step.
+struct Driver<P: Protocol> {
+    client: Client<P>,
+    checker: ClientChecker,
+    now: Instant,
+    request: Option<fn(u16) -> P::Request>,
+}
+
+#[allow(clippy::panic)]
+fn violated(v: crate::invariants::Violation) -> ! {
+    panic!("{v}")
+}
+
+impl<P: Protocol> Driver<P> {
+    fn new(
+        config: Config,
+        profile: P,
+        request: Option<fn(u16) -> P::Request>,
+        epoch: Instant,
+    ) -> Self {
+        Self {
+            checker: ClientChecker::new(&config),
+            client: Client::new(config, profile),
+            now: epoch,
+            request,
+        }
+    }
+
+    fn run(mut self, steps: &[Step]) {
+        for step in steps {
+            self.step(step);
+        }
+        // Whatever happened, a shutdown ends the machine within bounded time.
+        self.call(Call::Shutdown, |c, now| c.shutdown(now));
+        self.elapse(5_000);
+        if self.client.poll_timeout().is_some() || self.client.stop_reason().is_none() {
+            violated(crate::invariants::Violation {
+                invariant: "I7",
+                detail: "a shut-down machine still waits or has not stopped".into(),
+            });
+        }
+    }
+
+    fn conn(&self, target: Target) -> ConnId {
+        let newest = self.client.stats().opens;
+        ConnId::new(match target {
+            Target::Current => self.client.state().conn.map_or(0, ConnId::get),
+            Target::Newest => newest,
+            Target::Older(n) => newest.saturating_sub(u64::from(n)),
+            Target::Future(n) => newest + u64::from(n),
+        })
+    }
+
+    fn step(&mut self, step: &Step) {
+        match step {
+            Step::Connect => self.call(Call::Other, |c, now| {
+                let _ = c.connect(now);
+            }),
+            Step::Reconnect(fresh) => {
+                let mode = if *fresh {
+                    ReconnectMode::Fresh
+                } else {
+                    ReconnectMode::Resume
+                };
+                self.call(Call::Other, |c, now| {
+                    let _ = c.reconnect(mode, now);
+                });
+            }
+            Step::Shutdown => self.call(Call::Shutdown, |c, now| c.shutdown(now)),
+            Step::Send(n, ttl) => {
+                let frame = Frame::binary(vec![*n; usize::from(*n)]);
+                self.call(Call::Other, |c, now| {
+                    let _ = match ttl {
+                        Some(ms) => {
+                            c.send_with_ttl(frame, Duration::from_millis(u64::from(*ms)), now)
+                        }
+                        None => c.send(frame, now),
+                    };
+                });
+            }
+            Step::Request(ms) => {
+                if let Some(make) = self.request {
+                    self.checker.call(Call::Other);
+                    let r = self.client.request(
+                        make(*ms),
+                        Duration::from_millis(u64::from(*ms)),
+                        self.now,
+                    );
+                    if let Ok(id) = r {
+                        if let Err(v) = self.checker.request_made(id) {
+                            violated(v);
+                        }
+                    }
+                    self.drain();
+                }
+            }
+            Step::Probe => self.call(Call::Other, |c, now| {
+                let _ = c.probe(now);
+            }),
+            Step::Opened(t) => {
+                let conn = self.conn(*t);
+                self.input(Input::Opened { conn });
+            }
+            Step::OpenFailed(t, kind, retry) => {
+                let conn = self.conn(*t);
+                let kind = match kind % 5 {
+                    0 => OpenErrorKind::Io,
+                    1 => OpenErrorKind::Tls,
+                    2 => OpenErrorKind::Http { status: 503 },
+                    3 => OpenErrorKind::Http { status: 401 },
+                    _ => OpenErrorKind::Aborted,
+                };
+                let mut error = OpenError::new(kind, "fuzz");
+                error.retry_after = retry.map(|ms| Duration::from_millis(u64::from(ms)));
+                self.input(Input::OpenFailed { conn, error });
+            }
+            Step::Text(t, text) => {
+                let conn = self.conn(*t);
+                self.input(Input::Frame {
+                    conn,
+                    frame: Frame::text(text.clone()),
+                });
+            }
+            Step::Binary(t, n) => {
+                let conn = self.conn(*t);
+                self.input(Input::Frame {
+                    conn,
+                    frame: Frame::binary(vec![*n; usize::from(*n)]),
+                });
+            }
+            Step::Closed(t, code) => {
+                let conn = self.conn(*t);
+                let cause = match code {
+                    Some(code) => CloseCause::Frame(CloseFrame::new(*code, "")),
+                    None => CloseCause::Dropped,
+                };
+                self.input(Input::Closed { conn, cause });
+            }
+            Step::Granted(t) => {
+                let conn = self.conn(*t);
+                self.input(Input::StartGranted { conn });
+            }
+            Step::Elapse(ms) => self.elapse(u64::from(*ms)),
+            Step::Jump(ms) => {
+                self.now += Duration::from_millis(u64::from(*ms));
+                self.timeout();
+            }
+        }
+    }
+
+    fn call(&mut self, call: Call, f: impl FnOnce(&mut Client<P>, Instant)) {
+        self.checker.call(call);
+        f(&mut self.client, self.now);
+        self.drain();
+    }
+
+    fn input(&mut self, input: Input) {
+        self.checker.input(&input);
+        self.client.handle_input(input, self.now);
+        self.drain();
+    }
+
+    fn elapse(&mut self, ms: u64) {
+        let target = self.now + Duration::from_millis(ms);
+        while let Some(at) = self.client.poll_timeout().filter(|&at| at <= target) {
+            self.now = self.now.max(at);
+            self.timeout();
+        }
+        self.now = target;
+    }
+
+    fn timeout(&mut self) {
+        self.checker.call(Call::Other);
+        self.client.handle_timeout(self.now);
+        self.drain();
+        if let Err(v) = self
+            .checker
+            .after_timeout(self.now, self.client.poll_timeout())
+        {
+            violated(v);
+        }
+    }
+
+    fn drain(&mut self) {
+        if let Err(v) = self.checker.drain(&mut self.client) {
+            violated(v);
+        }
+    }
+}
+
+/// Targets `discord_frames` and `rpc_frames`: the bytes, as text and binary frames, into a
+/// ready machine. Nothing panics; every frame that is not even JSON is counted once.
+pub fn frames(kind: ProfileKind, data: &[u8], epoch: Instant) {
+    let frames: Vec<Frame> = data
+        .split(|&b| b == 0xff)
+        .map(|chunk| match std::str::from_utf8(chunk) {
+            Ok(text) => Frame::text(text.to_owned()),
+            Err(_) => Frame::binary(chunk.to_vec()),
+        })
+        .collect();
+    let mut steps = vec![Step::Connect, Step::Opened(Target::Current)];
+    match kind {
+        ProfileKind::Discord => {
+            steps.push(Step::Text(
+                Target::Current,
+                r#"{"op":10,"d":{"heartbeat_interval":40000}}"#.into(),
+            ));
+            steps.push(Step::Text(
+                Target::Current,
+                r#"{"op":0,"s":1,"t":"READY","d":{"session_id":"s"}}"#.into(),
+            ));
+        }
+        ProfileKind::Rpc => steps.push(Step::Text(
+            Target::Current,
+            r#"{"type":"res","id":"connect","ok":true}"#.into(),
+        )),
+        ProfileKind::Plain => {}
+    }
+    for frame in frames {
+        steps.push(match frame {
+            Frame::Text(t) => Step::Text(Target::Current, t.as_str().to_owned()),
+            other => Step::Binary(
+                Target::Current,
+                u8::try_from(other.len().min(255)).unwrap_or(255),
+            ),
+        });
+    }
+    run_scenario(
+        kind,
+        &Scenario {
+            seed: 1,
+            gate: false,
+            steps,
+        },
+        epoch,
+    );
+}
+
+/// One step of a registry scenario.
+#[derive(Debug, Clone, Arbitrary, Serialize, Deserialize)]
+pub enum RegistryStep {
+    /// A socket was accepted.
+    Accept,
+    /// Connection `conn` (an index into those accepted) registered as peer `peer` (of 4).
+    Register(u8, u8),
+    /// Connection `conn` closed.
+    Close(u8),
+    /// An invoke of peer `peer` with a timeout in ms.
+    Invoke(u8, u16),
+    /// A result for invoke `id` (an index into those open) arrived on connection `conn`.
+    Result(u8, u8),
+    /// Time passes, in ms.
+    Elapse(u16),
+}
+
+/// Target `registry`: a sequence of registry steps (JSON, as the committed seeds are, or
+/// the fuzzer's structured bytes), checking S1-S4 and I6 after each.
+pub fn registry(data: &[u8], epoch: Instant) {
+    if let Ok(steps) = serde_json::from_slice::<Vec<RegistryStep>>(data) {
+        run_registry(&steps, epoch);
+        return;
+    }
+    let mut u = Unstructured::new(data);
+    let Ok(steps) = Vec::<RegistryStep>::arbitrary(&mut u) else {
+        return;
+    };
+    run_registry(&steps, epoch);
+}
+
+#[allow(clippy::panic)]
+fn check(ok: bool, what: &str) {
+    if !ok {
+        panic!("registry invariant violated: {what}");
+    }
+}
+
+/// Runs `steps` against a registry, against a model built only from its presence events.
+pub fn run_registry(steps: &[RegistryStep], epoch: Instant) {
+    const PEERS: [&str; 4] = ["a", "b", "c", "d"];
+    let peer = |p: &u8| {
+        PEERS
+            .get(usize::from(*p) % PEERS.len())
+            .copied()
+            .unwrap_or("a")
+    };
+    let mut now = epoch;
+    let mut r: Registry<&str, u8> = Registry::new(8);
+    let mut accepted: Vec<ConnId> = Vec::new();
+    let mut owners: HashMap<&str, ConnId> = HashMap::new();
+    let mut open: Vec<(crate::registry::InvokeId, ConnId)> = Vec::new();
+    let mut done = BTreeSet::new();
+    let pick = |accepted: &Vec<ConnId>, n: &u8| {
+        accepted
+            .get(usize::from(*n) % accepted.len().max(1))
+            .copied()
+            .unwrap_or(ConnId::new(999))
+    };
+    for step in steps {
+        match step {
+            RegistryStep::Accept => accepted.push(r.accept()),
+            RegistryStep::Register(c, p) => {
+                let before = r.owner(&peer(p));
+                if let Some(old) = r.register(pick(&accepted, c), peer(p)) {
+                    check(
+                        Some(old) == before,
+                        "S1: the replaced connection was the owner",
+                    );
+                }
+            }
+            RegistryStep::Close(c) => {
+                let conn = pick(&accepted, c);
+                let owned: Vec<&str> = owners
+                    .iter()
+                    .filter(|(_, o)| **o == conn)
+                    .map(|(p, _)| *p)
+                    .collect();
+                match r.close(conn) {
+                    Some(p) => check(owned.contains(&p), "S2: a close names only an owner"),
+                    None => check(owned.is_empty(), "S2: an owner's close names its peer"),
+                }
+            }
+            RegistryStep::Invoke(p, ms) => {
+                if let Ok((id, conn)) =
+                    r.invoke(&peer(p), Duration::from_millis(u64::from(*ms)), now)
+                {
+                    check(Some(conn) == r.owner(&peer(p)), "S3: bound to the owner");
+                    open.push((id, conn));
+                }
+            }
+            RegistryStep::Result(c, i) => {
+                let conn = pick(&accepted, c);
+                if let Some(&(id, carrier)) = open.get(usize::from(*i) % open.len().max(1)) {
+                    let accepted_result = r.result(conn, id, 1) == Accepted::Yes;
+                    check(
+                        accepted_result == (carrier == conn),
+                        "S3: only from the carrier",
+                    );
+                }
+            }
+            RegistryStep::Elapse(ms) => {
+                now += Duration::from_millis(u64::from(*ms));
+                r.handle_timeout(now);
+            }
+        }
+        while let Some(event) = r.poll_event() {
+            match event {
+                RegistryEvent::Presence {
+                    peer,
+                    conn,
+                    presence,
+                } => match presence {
+                    Presence::Connected => {
+                        check(
+                            !owners.contains_key(peer),
+                            "S4: connected only when nobody owned",
+                        );
+                        owners.insert(peer, conn);
+                    }
+                    Presence::Replaced { old } => {
+                        check(
+                            owners.get(peer) == Some(&old) && old != conn,
+                            "S4: replaced the owner",
+                        );
+                        owners.insert(peer, conn);
+                    }
+                    Presence::Disconnected => {
+                        check(
+                            owners.remove(peer) == Some(conn),
+                            "S4: the owner disconnected",
+                        );
+                    }
+                },
+                RegistryEvent::Invoked { id, .. } => {
+                    let before = open.len();
+                    open.retain(|(o, _)| *o != id);
+                    check(open.len() + 1 == before, "I6: an open invoke completed");
+                    check(done.insert(id), "I6: completed once");
+                }
+                RegistryEvent::Unresponsive { .. } => {}
+            }
+        }
+        for p in PEERS {
+            check(
+                r.owner(&p) == owners.get(p).copied(),
+                "the model agrees with the registry",
+            );
+        }
+    }
+}
