@@ -89,6 +89,7 @@ impl<R: Runtime> Socket<R> {
 pub(crate) struct Driver<R: Runtime, P: Protocol> {
     runtime: R,
     client: Client<P>,
+    watch: crate::watch::Watch,
     target: Target,
     options: Options,
     tls: Option<Tls>,
@@ -128,6 +129,7 @@ where
     pub(crate) fn new(
         runtime: R,
         client: Client<P>,
+        watch: crate::watch::Watch,
         target: Target,
         options: Options,
         tls: Option<Tls>,
@@ -140,6 +142,7 @@ where
         Self {
             runtime,
             client,
+            watch,
             target,
             options,
             tls,
@@ -218,11 +221,13 @@ where
                 Wake::Call(None) => {
                     // Every handle is gone: nobody can shut down, so do it now.
                     handles_gone = true;
+                    self.watch.call(true);
                     self.client.shutdown(Instant::now());
                 }
                 Wake::Room => {}
                 Wake::Read(conn, read) => {
                     self.read(conn, read);
+                    self.perform();
                     // Take what else the sockets already hold in one go: one wake, many
                     // frames, each routed before the next.
                     for _ in 0..BATCH {
@@ -245,13 +250,16 @@ where
                 Wake::Dialed((conn, opened)) => self.dialed(conn, opened),
                 Wake::WriteFailed(conn, cause) => self.end(conn, cause),
                 Wake::Granted(conn) => {
-                    self.client
-                        .handle_input(Input::StartGranted { conn }, Instant::now());
+                    self.feed(Input::StartGranted { conn }, Instant::now());
                 }
                 Wake::Timer => {
                     armed = None;
                     sleep = None;
-                    self.client.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    self.watch.call(false);
+                    self.client.handle_timeout(now);
+                    self.perform();
+                    self.watch.after_timeout(now, self.client.poll_timeout());
                 }
             }
         }
@@ -304,6 +312,7 @@ where
 
     fn call(&mut self, call: Call<P>) {
         let now = Instant::now();
+        self.watch.call(matches!(call, Call::Shutdown { .. }));
         match call {
             Call::Send {
                 frame,
@@ -320,7 +329,11 @@ where
                 timeout,
                 reply,
             } => {
-                let registered = self.client.request(request, timeout, now).map(|id| {
+                let registered = self.client.request(request, timeout, now);
+                if let Ok(id) = registered {
+                    self.watch.request(id);
+                }
+                let registered = registered.map(|id| {
                     let (tx, rx) = oneshot::channel();
                     self.requests.insert(id, tx);
                     rx
@@ -352,8 +365,7 @@ where
         let _entered = span.enter();
         match read {
             Read::Frame(frame) => {
-                self.client
-                    .handle_input(Input::Frame { conn, frame }, Instant::now());
+                self.feed(Input::Frame { conn, frame }, Instant::now());
             }
             Read::End(cause) => {
                 if let CloseCause::Error {
@@ -391,29 +403,36 @@ where
                 ));
                 self.readers.push(Reader::new(conn, stream));
                 socket.span.in_scope(|| debug!("opened"));
-                self.client
-                    .handle_input(Input::Opened { conn }, Instant::now());
+                self.feed(Input::Opened { conn }, Instant::now());
             }
             Err(error) => {
                 self.sockets.remove(&conn);
-                self.client
-                    .handle_input(Input::OpenFailed { conn, error }, Instant::now());
+                self.feed(Input::OpenFailed { conn, error }, Instant::now());
             }
         }
+    }
+
+    /// Feeds an input to the machine, past the invariant checker when it rides along.
+    fn feed(&mut self, input: Input, now: Instant) {
+        self.watch.input(&input);
+        self.client.handle_input(input, now);
     }
 
     /// Steps 2 and 3 of the loop: every command performed, every event routed and handed
     /// on as far as the application has room.
     fn perform(&mut self) {
         while let Some(command) = self.client.poll_command() {
+            self.watch.command(&command);
             self.command(command);
         }
         for writer in &mut self.writers {
             writer.send_batch();
         }
         while let Some(event) = self.client.poll_event() {
+            self.watch.event(&event);
             self.route(event);
         }
+        self.watch.bounds(self.client.queued());
         // Nobody listening is no error: the events then have nowhere to go.
         self.events.send(&mut self.pending_events);
     }
@@ -439,9 +458,7 @@ where
                     });
                 }
                 // No gate given: the start is granted at once.
-                None => self
-                    .client
-                    .handle_input(Input::StartGranted { conn }, Instant::now()),
+                None => self.feed(Input::StartGranted { conn }, Instant::now()),
             },
         }
     }
@@ -514,7 +531,7 @@ where
             }
         };
         socket.span.in_scope(|| debug!(%cause_text, "socket ended"));
-        self.client.handle_input(input, Instant::now());
+        self.feed(input, Instant::now());
     }
 
     fn route(&mut self, event: Event<P::Message, P::Response>) {

@@ -16,6 +16,7 @@ mod socket;
 mod target;
 #[cfg(feature = "rustls")]
 mod tls;
+mod watch;
 mod wire;
 
 use std::future::Future;
@@ -112,7 +113,9 @@ where
     static CLIENTS: AtomicU64 = AtomicU64::new(0);
     let target = target::Target::new(target)?;
     let tls = tls_for(&target, &options)?;
+    let mut watch = watch::Watch::new(&config);
     let mut client = Client::new(config, profile);
+    watch.call(false);
     client
         .connect(Instant::now())
         .map_err(|e| ConnectError::InvalidRequest(e.to_string()))?;
@@ -121,6 +124,7 @@ where
     let driver = driver::Driver::new(
         runtime.clone(),
         client,
+        watch,
         target,
         options,
         tls,
