@@ -129,7 +129,6 @@ where
     pub(crate) fn new(
         runtime: R,
         client: Client<P>,
-        watch: crate::watch::Watch,
         target: Target,
         options: Options,
         tls: Option<Tls>,
@@ -141,8 +140,8 @@ where
         let (granted_tx, granted) = mpsc::unbounded_channel();
         Self {
             runtime,
+            watch: crate::watch::Watch::new(client.config()),
             client,
-            watch,
             target,
             options,
             tls,

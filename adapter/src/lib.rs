@@ -113,9 +113,7 @@ where
     static CLIENTS: AtomicU64 = AtomicU64::new(0);
     let target = target::Target::new(target)?;
     let tls = tls_for(&target, &options)?;
-    let mut watch = watch::Watch::new(&config);
     let mut client = Client::new(config, profile);
-    watch.call(false);
     client
         .connect(Instant::now())
         .map_err(|e| ConnectError::InvalidRequest(e.to_string()))?;
@@ -124,7 +122,6 @@ where
     let driver = driver::Driver::new(
         runtime.clone(),
         client,
-        watch,
         target,
         options,
         tls,

@@ -148,6 +148,11 @@ impl<P: Protocol> Client<P> {
         self.stats
     }
 
+    /// The settings the machine was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The profile, for reading its session state.
     pub fn profile(&self) -> &P {
         &self.profile
