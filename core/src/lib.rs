@@ -86,7 +86,7 @@ pub use input::{CloseCause, Input, OpenError, OpenErrorKind, TransportErrorKind}
 pub use lifecycle::{Client, SendOptions, Status};
 pub use protocol::discord::{Discord, DiscordSession, Dispatch, Identify, Token};
 pub use protocol::plain::Plain;
-pub use protocol::rpc::{Rpc, RpcEvent, RpcRequest};
+pub use protocol::rpc::{Rpc, RpcCall, RpcEvent, RpcMessage, RpcRequest};
 pub use protocol::{Liveness, Protocol, RateLimit};
 pub use stats::Stats;
 pub use timer::Timer;

@@ -7,11 +7,11 @@ use serde_json::{Map, Value, json};
 use support::*;
 use tether_core::{
     CloseCause, Command, Config, Event, Frame, Outcome, Phase, Reason, RemoteError,
-    RequestErrorKind, Rpc, RpcEvent, RpcRequest, Utf8Bytes,
+    RequestErrorKind, Rpc, RpcMessage, RpcRequest, Utf8Bytes,
 };
 
-type E = Event<RpcEvent, Utf8Bytes>;
-type Out = support::Out<RpcEvent, Utf8Bytes>;
+type E = Event<RpcMessage, Utf8Bytes>;
+type Out = support::Out<RpcMessage, Utf8Bytes>;
 
 fn params() -> Map<String, Value> {
     let mut p = Map::new();
@@ -317,7 +317,11 @@ fn events_are_delivered_with_raw_payloads_and_sequence_checked() {
         text(json!({"type": "event", "event": "price", "payload": {"px": 101.7}, "seq": 1})),
     );
     let out = sim.take();
-    let support::Out::Ev(E::Message { message, .. }) = &out[0] else {
+    let support::Out::Ev(E::Message {
+        message: RpcMessage::Event(message),
+        ..
+    }) = &out[0]
+    else {
         panic!("{out:?}");
     };
     assert_eq!(message.name.as_str(), "price");
@@ -342,4 +346,41 @@ fn bad_frames_are_counted_and_reported() {
     sim.frame(1, Frame::binary(vec![1, 2, 3]));
     assert_eq!(sim.client.stats().protocol_errors, 7);
     assert_eq!(sim.client.state().phase, Phase::Ready);
+}
+
+#[test]
+fn server_calls_reach_the_application_and_are_answered_on_their_connection() {
+    let mut sim = ready_sim(&[], None);
+    sim.frame(
+        1,
+        text(json!({"type": "req", "id": 7, "method": "status", "params": {"verbose": true}})),
+    );
+    let out = sim.take();
+    let support::Out::Ev(E::Message {
+        message: RpcMessage::Call(call),
+        ..
+    }) = &out[0]
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!(call.method.as_str(), "status");
+    assert_eq!(call.params.as_str(), "{\"verbose\":true}");
+    let payload = serde_json::value::RawValue::from_string("{\"up\":true}".into()).unwrap();
+    let Frame::Text(reply) = call.reply(&payload) else {
+        panic!("a reply is text");
+    };
+    let reply: Value = serde_json::from_str(reply.as_str()).unwrap();
+    assert_eq!(
+        reply,
+        json!({"type": "res", "id": 7, "ok": true, "payload": {"up": true}})
+    );
+    let Frame::Text(error) = call.reply_error("BUSY", "later") else {
+        panic!("an error reply is text");
+    };
+    let error: Value = serde_json::from_str(error.as_str()).unwrap();
+    assert_eq!(error["error"], json!({"code": "BUSY", "message": "later"}));
+    // A call without a method is a protocol error, not a message.
+    sim.frame(1, text(json!({"type": "req", "id": 8})));
+    let out = sim.take();
+    assert!(matches!(&out[..], [support::Out::Ev(E::ProtocolError { .. })]), "{out:?}");
 }

@@ -7,6 +7,9 @@
 //! {"type":"event","event":"price","payload":{..},"seq":7}
 //! ```
 //!
+//! The server may ask too: a `req` frame from it reaches the application as an
+//! [`RpcMessage::Call`], answered with [`RpcCall::reply`] or [`RpcCall::reply_error`].
+//!
 //! Handshake: optionally a `connect.challenge` event carrying `{"nonce":..}`, then a
 //! `connect` request (id `"connect"`) whose ok response is ready and may advertise
 //! `{"methods":[..],"tick_interval_ms":..}`. The server's `tick` events prove it alive:
@@ -58,6 +61,46 @@ pub struct RpcEvent {
     pub payload: Utf8Bytes,
     /// The sequence number, when the server numbers its events.
     pub seq: Option<u64>,
+}
+
+/// A request the server made of this client (an invoke): answer it on the same connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcCall {
+    /// The request id as it was on the wire (raw JSON), echoed in the answer.
+    pub id: Utf8Bytes,
+    /// The method asked for.
+    pub method: Utf8Bytes,
+    /// The parameters, raw JSON (`null` when absent).
+    pub params: Utf8Bytes,
+}
+
+impl RpcCall {
+    /// The frame answering this call with `payload`.
+    pub fn reply(&self, payload: &RawValue) -> Frame {
+        Frame::text(format!(
+            "{{\"type\":\"res\",\"id\":{},\"ok\":true,\"payload\":{}}}",
+            self.id.as_str(),
+            payload.get()
+        ))
+    }
+
+    /// The frame answering this call with an error.
+    pub fn reply_error(&self, code: &str, message: &str) -> Frame {
+        let error = serde_json::json!({ "code": code, "message": message });
+        Frame::text(format!(
+            "{{\"type\":\"res\",\"id\":{},\"ok\":false,\"error\":{error}}}",
+            self.id.as_str()
+        ))
+    }
+}
+
+/// What the server sent the application: an event, or a call to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RpcMessage {
+    /// An event.
+    Event(RpcEvent),
+    /// A request of the server's, to answer with [`RpcCall::reply`].
+    Call(RpcCall),
 }
 
 /// The rpc profile.
@@ -128,7 +171,7 @@ impl Rpc {
         &mut self,
         envelope: Envelope<'_>,
         text: &Utf8Bytes,
-    ) -> Inbound<RpcEvent, Utf8Bytes> {
+    ) -> Inbound<RpcMessage, Utf8Bytes> {
         let Some(id) = envelope.id else {
             return error("response without id");
         };
@@ -158,7 +201,7 @@ impl Rpc {
     fn connected(
         &mut self,
         result: Result<Utf8Bytes, RemoteError>,
-    ) -> Inbound<RpcEvent, Utf8Bytes> {
+    ) -> Inbound<RpcMessage, Utf8Bytes> {
         #[derive(Deserialize, Default)]
         struct Welcome {
             #[serde(default)]
@@ -196,7 +239,7 @@ impl Rpc {
         }
     }
 
-    fn event(&mut self, envelope: Envelope<'_>, text: &Utf8Bytes) -> Inbound<RpcEvent, Utf8Bytes> {
+    fn event(&mut self, envelope: Envelope<'_>, text: &Utf8Bytes) -> Inbound<RpcMessage, Utf8Bytes> {
         let Some(name) = envelope.event else {
             return error("event without a name");
         };
@@ -221,14 +264,32 @@ impl Rpc {
         let payload = envelope
             .payload
             .map_or_else(|| Utf8Bytes::from_static("null"), |p| text.share(p.get()));
-        Inbound::Message(RpcEvent {
+        Inbound::Message(RpcMessage::Event(RpcEvent {
             name,
             payload,
             seq: envelope.seq,
-        })
+        }))
     }
 
-    fn challenge(&mut self, payload: Option<&RawValue>) -> Inbound<RpcEvent, Utf8Bytes> {
+    fn call(envelope: Envelope<'_>, text: &Utf8Bytes) -> Inbound<RpcMessage, Utf8Bytes> {
+        let (Some(id), Some(method)) = (envelope.id, envelope.method) else {
+            return error("request without id or method");
+        };
+        let method = match method {
+            Cow::Borrowed(method) => text.share(method),
+            Cow::Owned(method) => Utf8Bytes::from(method),
+        };
+        let params = envelope
+            .params
+            .map_or_else(|| Utf8Bytes::from_static("null"), |p| text.share(p.get()));
+        Inbound::Message(RpcMessage::Call(RpcCall {
+            id: text.share(id.get()),
+            method,
+            params,
+        }))
+    }
+
+    fn challenge(&mut self, payload: Option<&RawValue>) -> Inbound<RpcMessage, Utf8Bytes> {
         #[derive(Deserialize)]
         struct Challenge {
             nonce: String,
@@ -293,6 +354,10 @@ struct Envelope<'a> {
     #[serde(borrow)]
     event: Option<Cow<'a, str>>,
     seq: Option<u64>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    params: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -315,12 +380,12 @@ impl WireError {
     }
 }
 
-fn error(reason: impl Into<Cow<'static, str>>) -> Inbound<RpcEvent, Utf8Bytes> {
+fn error(reason: impl Into<Cow<'static, str>>) -> Inbound<RpcMessage, Utf8Bytes> {
     Inbound::Error(ProtocolError::new(reason))
 }
 
 impl Protocol for Rpc {
-    type Message = RpcEvent;
+    type Message = RpcMessage;
     type Request = RpcRequest;
     type Response = Utf8Bytes;
 
@@ -341,7 +406,7 @@ impl Protocol for Rpc {
         Some(self.connect_frame())
     }
 
-    fn on_frame(&mut self, frame: Frame) -> Inbound<RpcEvent, Utf8Bytes> {
+    fn on_frame(&mut self, frame: Frame) -> Inbound<RpcMessage, Utf8Bytes> {
         let Frame::Text(text) = frame else {
             return error("binary frame: this protocol is JSON text");
         };
@@ -352,7 +417,7 @@ impl Protocol for Rpc {
         match envelope.kind.as_ref() {
             "res" => self.response(envelope, &text),
             "event" => self.event(envelope, &text),
-            "req" => error("requests from the server are not supported"),
+            "req" => Self::call(envelope, &text),
             other => error(format!("unknown frame type {other:?}")),
         }
     }
