@@ -55,6 +55,7 @@ mod conn;
 mod error;
 mod event;
 mod frame;
+pub mod gateway;
 mod heartbeat;
 mod input;
 mod lifecycle;

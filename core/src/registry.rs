@@ -21,6 +21,11 @@ impl InvokeId {
     pub const fn get(self) -> u64 {
         self.0
     }
+
+    /// The id a peer quoted back; 0 is never issued, so it matches nothing.
+    pub(crate) const fn from_wire(n: u64) -> Self {
+        Self(n)
+    }
 }
 
 /// How an invoke ended. Each invoke has exactly one outcome (I6).

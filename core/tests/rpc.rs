@@ -382,5 +382,8 @@ fn server_calls_reach_the_application_and_are_answered_on_their_connection() {
     // A call without a method is a protocol error, not a message.
     sim.frame(1, text(json!({"type": "req", "id": 8})));
     let out = sim.take();
-    assert!(matches!(&out[..], [support::Out::Ev(E::ProtocolError { .. })]), "{out:?}");
+    assert!(
+        matches!(&out[..], [support::Out::Ev(E::ProtocolError { .. })]),
+        "{out:?}"
+    );
 }

@@ -239,7 +239,11 @@ impl Rpc {
         }
     }
 
-    fn event(&mut self, envelope: Envelope<'_>, text: &Utf8Bytes) -> Inbound<RpcMessage, Utf8Bytes> {
+    fn event(
+        &mut self,
+        envelope: Envelope<'_>,
+        text: &Utf8Bytes,
+    ) -> Inbound<RpcMessage, Utf8Bytes> {
         let Some(name) = envelope.event else {
             return error("event without a name");
         };

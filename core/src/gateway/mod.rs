@@ -1,0 +1,901 @@
+//! The server side, sans-IO: a gateway that speaks the server half of the discord and rpc
+//! profiles over any number of sockets and keeps one session per peer in a
+//! [`Registry`], so a late close, a late frame or a late answer of a superseded socket can
+//! never act on the session that replaced it (S1 to S4).
+//!
+//! The server feeds what happened ([`accept`](Gateway::accept),
+//! [`handle_frame`](Gateway::handle_frame), [`handle_close`](Gateway::handle_close),
+//! [`handle_timeout`](Gateway::handle_timeout)) and drains what to do
+//! ([`poll_command`](Gateway::poll_command)) and what to tell the application
+//! ([`poll_event`](Gateway::poll_event)). Every way a connection leaves is
+//! [`Gateway::close`]'s one path, named by a [`CloseWhy`].
+
+mod config;
+mod sessions;
+mod wire;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+
+pub use config::{GatewayConfig, GatewayConfigBuilder, ServerProfile};
+use sessions::{ResumeRefused, Sessions};
+use wire::{DiscordIn, RpcIn};
+
+use crate::conn::ConnId;
+use crate::event::RemoteError;
+use crate::frame::{CloseFrame, Frame, Utf8Bytes};
+use crate::registry::RegistryStats;
+use crate::registry::{InvokeError, InvokeId, InvokeOutcome, Presence, Registry, RegistryEvent};
+use crate::timer::after;
+
+/// The application's name for a peer, as its [`Authenticator`] decides it.
+pub type PeerId = Arc<str>;
+
+/// What a peer answered to an invoke: its payload (raw JSON) or its error.
+pub type Answer = Result<Utf8Bytes, RemoteError>;
+
+/// What a client presented to be let in.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The `token` field, when there is one (discord identify and resume; rpc connect
+    /// params).
+    pub token: Option<&'a str>,
+    /// The whole identify `d` or connect `params`, raw JSON (`null` when absent). Empty for
+    /// a resume, which carries only the token.
+    pub payload: &'a str,
+}
+
+/// Why a client was not let in; its reason goes into the close frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Shown to the client.
+    pub reason: String,
+}
+
+impl Rejection {
+    /// A rejection with `reason`.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Decides who a client is. Called once per identify, resume or connect.
+pub trait Authenticator: Send {
+    /// The peer these credentials belong to, or why they are refused.
+    fn authenticate(&mut self, credentials: &Credentials<'_>) -> Result<PeerId, Rejection>;
+}
+
+impl<F> Authenticator for F
+where
+    F: FnMut(&Credentials<'_>) -> Result<PeerId, Rejection> + Send,
+{
+    fn authenticate(&mut self, credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
+        self(credentials)
+    }
+}
+
+/// What the server must do on a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayCommand {
+    /// Write `frame` on `conn`'s socket, after everything written before on it.
+    Send {
+        /// The socket.
+        conn: ConnId,
+        /// The frame.
+        frame: Frame,
+    },
+    /// Send `frame` and close `conn`'s socket; then report
+    /// [`handle_close`](Gateway::handle_close). Nothing more is written on it.
+    Close {
+        /// The socket.
+        conn: ConnId,
+        /// The close frame.
+        frame: CloseFrame,
+    },
+}
+
+/// Why the gateway closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseWhy {
+    /// A frame that could not be read.
+    Malformed,
+    /// An opcode the protocol does not have.
+    UnknownOpcode,
+    /// Traffic before the handshake completed.
+    NotAuthenticated,
+    /// The [`Authenticator`] refused the credentials.
+    Rejected,
+    /// A second identify on a ready connection.
+    AlreadyAuthenticated,
+    /// No ready within the handshake timeout.
+    HandshakeTimeout,
+    /// A newer connection of the same peer took the session over (S1).
+    Replaced,
+    /// No heartbeat (discord) or no frame (rpc) within the liveness bound.
+    Unresponsive,
+    /// The socket's outbound queue filled up: the client does not keep up.
+    TooSlow,
+    /// The gateway is going away.
+    Shutdown,
+}
+
+impl CloseWhy {
+    /// The close frame sent for this reason under `profile`: discord's own codes where it
+    /// has one, RFC 6455 codes for rpc.
+    pub fn frame(self, profile: ServerProfile) -> CloseFrame {
+        let discord = profile == ServerProfile::Discord;
+        match self {
+            Self::Malformed if discord => CloseFrame::new(4002, "decode error"),
+            Self::Malformed => CloseFrame::new(1007, "malformed frame"),
+            Self::UnknownOpcode if discord => CloseFrame::new(4001, "unknown opcode"),
+            Self::UnknownOpcode => CloseFrame::new(1003, "unsupported frame"),
+            Self::NotAuthenticated if discord => CloseFrame::new(4003, "not authenticated"),
+            Self::NotAuthenticated => CloseFrame::new(1008, "not connected"),
+            Self::Rejected if discord => CloseFrame::new(4004, "authentication failed"),
+            Self::Rejected => CloseFrame::new(1008, "authentication failed"),
+            Self::AlreadyAuthenticated => CloseFrame::new(4005, "already authenticated"),
+            Self::HandshakeTimeout if discord => CloseFrame::new(4009, "session timed out"),
+            Self::HandshakeTimeout => CloseFrame::new(1008, "handshake timed out"),
+            Self::Replaced => CloseFrame::new(4000, "session replaced by a newer connection"),
+            Self::Unresponsive => CloseFrame::new(4000, "no heartbeat in time"),
+            Self::TooSlow => CloseFrame::new(1008, "too slow: outbound queue full"),
+            Self::Shutdown => CloseFrame::new(1001, "going away"),
+        }
+    }
+}
+
+/// What the application learns, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayEvent {
+    /// The owner of `peer`'s session changed; emitted only for owner transitions (S4).
+    Presence {
+        /// The peer.
+        peer: PeerId,
+        /// The connection that owns the session now (or, for `Disconnected`, owned it).
+        conn: ConnId,
+        /// What changed.
+        presence: Presence,
+    },
+    /// A session was resumed on `conn` and the dispatches its client missed were replayed.
+    Resumed {
+        /// The peer.
+        peer: PeerId,
+        /// The new connection.
+        conn: ConnId,
+        /// How many dispatches were replayed.
+        replayed: usize,
+    },
+    /// A frame from a ready peer that is not the protocol's own: a discord op 3, 4 or 8, an
+    /// rpc request or event. The whole frame, raw.
+    Message {
+        /// The peer.
+        peer: PeerId,
+        /// The connection it came on.
+        conn: ConnId,
+        /// The frame's text.
+        text: Utf8Bytes,
+    },
+    /// An invoke ended, exactly once (I6).
+    Invoked {
+        /// The id [`Gateway::invoke`] returned.
+        id: InvokeId,
+        /// The peer it was sent to.
+        peer: PeerId,
+        /// How it ended.
+        outcome: InvokeOutcome<Answer>,
+    },
+    /// A frame could not be read; the connection is closed for it.
+    BadFrame {
+        /// The connection.
+        conn: ConnId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The gateway is closing `conn`.
+    Closing {
+        /// The connection.
+        conn: ConnId,
+        /// The peer it carried, if it was ready.
+        peer: Option<PeerId>,
+        /// Why.
+        why: CloseWhy,
+    },
+}
+
+/// Why an application call was refused; nothing was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// The peer has no session (or, for a dispatch, no resumable one).
+    #[error("the peer is not connected")]
+    NotConnected,
+    /// Too many invokes are pending.
+    #[error("too many invokes pending")]
+    TooManyInvokes,
+    /// The profile has no such thing (invokes under discord).
+    #[error("the {0} profile does not support this")]
+    Unsupported(&'static str),
+}
+
+/// Where a dispatch went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// Its sequence number: kept for replay under discord; per connection under rpc.
+    pub seq: u64,
+    /// The connection it was written on; `None` when the session waits to be resumed and
+    /// will get it by replay.
+    pub conn: Option<ConnId>,
+}
+
+/// Counters of the gateway; they only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GatewayStats {
+    /// Those of the session registry (accepted, replaced, stale closes, stray results...).
+    pub registry: RegistryStats,
+    /// Handshakes completed (identify, resume or connect).
+    pub ready: u64,
+    /// Sessions resumed.
+    pub resumes: u64,
+    /// Dispatches replayed on resume.
+    pub replayed: u64,
+    /// Resumes refused with an invalid session.
+    pub invalid_sessions: u64,
+    /// Clients refused by the authenticator.
+    pub rejected: u64,
+    /// Frames that could not be read.
+    pub bad_frames: u64,
+    /// Connections closed for not completing the handshake in time.
+    pub handshake_timeouts: u64,
+    /// Connections closed as unresponsive.
+    pub unresponsive: u64,
+    /// Connections closed as too slow.
+    pub too_slow: u64,
+    /// Frames of connections already closing, or never accepted: dropped.
+    pub stale_frames: u64,
+    /// Sessions forgotten when their resume window passed.
+    pub expired_sessions: u64,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Handshake { due: Instant },
+    Ready { peer: PeerId },
+    Closing,
+}
+
+#[derive(Debug)]
+struct Conn {
+    phase: Phase,
+    nonce: Option<String>,
+    /// rpc: the last event sequence written on this connection.
+    events: u64,
+    /// rpc: when the next tick is due.
+    tick: Option<Instant>,
+}
+
+/// The gateway machine. See the [module documentation](self).
+pub struct Gateway {
+    config: GatewayConfig,
+    auth: Box<dyn Authenticator>,
+    registry: Registry<PeerId, Answer>,
+    conns: HashMap<ConnId, Conn>,
+    sessions: Sessions,
+    handshakes: BTreeSet<(Instant, ConnId)>,
+    ticks: BTreeSet<(Instant, ConnId)>,
+    commands: VecDeque<GatewayCommand>,
+    events: VecDeque<GatewayEvent>,
+    stats: GatewayStats,
+    rng: fastrand::Rng,
+}
+
+impl fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config", &self.config)
+            .field("connections", &self.conns.len())
+            .field("sessions", &self.sessions.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway with `config` that lets clients in as `auth` decides. Session ids and
+    /// nonces come from a generator seeded by `seed`.
+    pub fn new(config: GatewayConfig, auth: impl Authenticator + 'static, seed: u64) -> Self {
+        Self {
+            registry: Registry::new(config.max_invokes),
+            sessions: Sessions::new(config.replay_capacity),
+            config,
+            auth: Box::new(auth),
+            conns: HashMap::new(),
+            handshakes: BTreeSet::new(),
+            ticks: BTreeSet::new(),
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: GatewayStats::default(),
+            rng: fastrand::Rng::with_seed(seed),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// A socket was accepted: its generation, never reused. The greeting (hello, or the
+    /// rpc challenge) is queued, and the handshake must complete within its timeout.
+    pub fn accept(&mut self, now: Instant) -> ConnId {
+        let conn = self.registry.accept();
+        let due = after(now, self.config.handshake_timeout);
+        self.handshakes.insert((due, conn));
+        let mut nonce = None;
+        match self.config.profile {
+            ServerProfile::Discord => self.write(conn, wire::hello(self.config.heartbeat_interval)),
+            ServerProfile::Rpc if self.config.challenge => {
+                let n = format!("{:016x}", self.rng.u64(..));
+                self.write(conn, wire::rpc_challenge(&n));
+                nonce = Some(n);
+            }
+            ServerProfile::Rpc => {}
+        }
+        self.conns.insert(
+            conn,
+            Conn {
+                phase: Phase::Handshake { due },
+                nonce,
+                events: 0,
+                tick: None,
+            },
+        );
+        conn
+    }
+
+    /// A frame arrived on `conn`.
+    pub fn handle_frame(&mut self, conn: ConnId, frame: Frame, now: Instant) {
+        let Some(state) = self.conns.get(&conn) else {
+            self.stats.stale_frames += 1;
+            return;
+        };
+        let ready = match &state.phase {
+            Phase::Handshake { .. } => None,
+            Phase::Ready { peer } => Some(peer.clone()),
+            Phase::Closing => {
+                // An answer to an invoke that this very connection carried still counts.
+                self.closing_frame(conn, frame);
+                return;
+            }
+        };
+        let text = match frame {
+            Frame::Text(text) => text,
+            Frame::Binary(_) => {
+                self.bad_frame(conn, "binary frame: this protocol is JSON text".into());
+                return;
+            }
+            Frame::Ping(_) | Frame::Pong(_) => return,
+        };
+        match self.config.profile {
+            ServerProfile::Discord => self.discord_frame(conn, ready, text, now),
+            ServerProfile::Rpc => self.rpc_frame(conn, ready, text, now),
+        }
+        self.drain_registry();
+    }
+
+    /// `conn`'s socket ended, however it ended. Its invokes fail as disconnected; its
+    /// peer goes disconnected only if `conn` still owned the session (S2, S4); a discord
+    /// session stays resumable for the resume window.
+    pub fn handle_close(&mut self, conn: ConnId, now: Instant) {
+        if let Some(state) = self.conns.remove(&conn) {
+            self.forget_timers(conn, &state);
+        }
+        if let Some(peer) = self.registry.close(conn) {
+            if self.config.profile == ServerProfile::Discord {
+                let expires = after(now, self.config.resume_window);
+                self.sessions.detach(&peer, conn, expires);
+            }
+        }
+        self.drain_registry();
+    }
+
+    /// Handles every deadline passed by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.registry.handle_timeout(now);
+        self.drain_registry();
+        while let Some(&(at, conn)) = self.handshakes.first() {
+            if at > now {
+                break;
+            }
+            self.handshakes.remove(&(at, conn));
+            self.stats.handshake_timeouts += 1;
+            self.close(conn, CloseWhy::HandshakeTimeout);
+        }
+        while let Some(&(at, conn)) = self.ticks.first() {
+            if at > now {
+                break;
+            }
+            self.ticks.remove(&(at, conn));
+            let next = after(now, self.config.heartbeat_interval);
+            if let Some(state) = self.conns.get_mut(&conn) {
+                state.tick = Some(next);
+                self.ticks.insert((next, conn));
+                self.write(conn, wire::rpc_tick());
+            }
+        }
+        self.stats.expired_sessions += self.sessions.expire(now) as u64;
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.registry.poll_timeout(),
+            self.handshakes.first().map(|&(at, _)| at),
+            self.ticks.first().map(|&(at, _)| at),
+            self.sessions.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next thing to do on a socket.
+    pub fn poll_command(&mut self) -> Option<GatewayCommand> {
+        self.commands.pop_front()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<GatewayEvent> {
+        self.events.pop_front()
+    }
+
+    /// Writes `frame` to `peer`'s current connection.
+    pub fn send(&mut self, peer: &str, frame: Frame) -> Result<ConnId, GatewayError> {
+        let conn = self.ready_conn(peer).ok_or(GatewayError::NotConnected)?;
+        self.write(conn, frame);
+        Ok(conn)
+    }
+
+    /// Sends `peer` an event `name` with `data`: a numbered dispatch kept for replay
+    /// (discord), so one sent while the session waits to be resumed is delivered on resume;
+    /// an rpc `event` otherwise.
+    pub fn dispatch(
+        &mut self,
+        peer: &str,
+        name: &str,
+        data: &RawValue,
+    ) -> Result<Delivered, GatewayError> {
+        match self.config.profile {
+            ServerProfile::Discord => {
+                let pushed = self
+                    .sessions
+                    .push(&PeerId::from(peer), name, data.get())
+                    .ok_or(GatewayError::NotConnected)?;
+                let conn = pushed.conn.filter(|c| self.is_ready(*c));
+                if let Some(conn) = conn {
+                    self.write(conn, pushed.frame);
+                }
+                Ok(Delivered {
+                    seq: pushed.seq,
+                    conn,
+                })
+            }
+            ServerProfile::Rpc => {
+                let conn = self.ready_conn(peer).ok_or(GatewayError::NotConnected)?;
+                let seq = self.conns.get_mut(&conn).map_or(0, |state| {
+                    state.events += 1;
+                    state.events
+                });
+                self.write(conn, wire::rpc_event(seq, name, data.get()));
+                Ok(Delivered {
+                    seq,
+                    conn: Some(conn),
+                })
+            }
+        }
+    }
+
+    /// Asks `peer` to run `method` (rpc). Bound to the peer's current connection: only an
+    /// answer on that connection completes it; it ends exactly once, with the answer,
+    /// disconnected or timed out, in a [`GatewayEvent::Invoked`].
+    pub fn invoke(
+        &mut self,
+        peer: &str,
+        method: &str,
+        params: &RawValue,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<InvokeId, GatewayError> {
+        if self.config.profile == ServerProfile::Discord {
+            return Err(GatewayError::Unsupported("discord"));
+        }
+        if self.ready_conn(peer).is_none() {
+            return Err(GatewayError::NotConnected);
+        }
+        let (id, conn) = self
+            .registry
+            .invoke(&PeerId::from(peer), timeout, now)
+            .map_err(|e| match e {
+                InvokeError::NotConnected => GatewayError::NotConnected,
+                InvokeError::TooMany => GatewayError::TooManyInvokes,
+            })?;
+        self.write(conn, wire::rpc_invoke(id.get(), method, params.get()));
+        Ok(id)
+    }
+
+    /// `conn`'s outbound queue is full: the server closes it rather than grow memory.
+    pub fn too_slow(&mut self, conn: ConnId) {
+        if self.conns.contains_key(&conn) {
+            self.stats.too_slow += 1;
+        }
+        self.close(conn, CloseWhy::TooSlow);
+    }
+
+    /// Closes every connection with a going-away frame (a restart, say). Discord sessions
+    /// stay resumable for their window.
+    pub fn shutdown(&mut self) {
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
+        for conn in conns {
+            self.close(conn, CloseWhy::Shutdown);
+        }
+    }
+
+    /// The connection that owns `peer`'s session.
+    pub fn owner(&self, peer: &str) -> Option<ConnId> {
+        self.registry.owner(&PeerId::from(peer))
+    }
+
+    /// Sockets the gateway knows, from accept until [`handle_close`](Self::handle_close).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Discord sessions held, attached or waiting to be resumed.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Invokes waiting for an outcome.
+    pub fn pending_invokes(&self) -> usize {
+        self.registry.pending_invokes()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> GatewayStats {
+        GatewayStats {
+            registry: self.registry.stats(),
+            ..self.stats
+        }
+    }
+
+    /// The one way out of a connection: the close frame for `why`, and nothing more on it.
+    fn close(&mut self, conn: ConnId, why: CloseWhy) {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let left = std::mem::replace(&mut state.phase, Phase::Closing);
+        let tick = state.tick.take();
+        let peer = match left {
+            Phase::Closing => return,
+            Phase::Handshake { due } => {
+                self.handshakes.remove(&(due, conn));
+                None
+            }
+            Phase::Ready { peer } => Some(peer),
+        };
+        if let Some(at) = tick {
+            self.ticks.remove(&(at, conn));
+        }
+        if why == CloseWhy::Unresponsive {
+            self.stats.unresponsive += 1;
+        }
+        self.commands.push_back(GatewayCommand::Close {
+            conn,
+            frame: why.frame(self.config.profile),
+        });
+        self.events
+            .push_back(GatewayEvent::Closing { conn, peer, why });
+    }
+
+    /// `conn` completed its handshake as `peer`: it takes the session over (S1).
+    fn ready(&mut self, conn: ConnId, peer: PeerId, now: Instant) {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Phase::Handshake { due } = state.phase {
+            self.handshakes.remove(&(due, conn));
+        }
+        state.phase = Phase::Ready { peer: peer.clone() };
+        if self.config.profile == ServerProfile::Rpc {
+            let next = after(now, self.config.heartbeat_interval);
+            state.tick = Some(next);
+            self.ticks.insert((next, conn));
+        }
+        self.stats.ready += 1;
+        let old = self.registry.register(conn, peer);
+        // The presence change is told before the close it causes.
+        self.drain_registry();
+        if let Some(old) = old {
+            self.close(old, CloseWhy::Replaced);
+        }
+        self.registry.watch(conn, self.config.liveness_bound(), now);
+    }
+
+    fn discord_frame(
+        &mut self,
+        conn: ConnId,
+        ready: Option<PeerId>,
+        text: Utf8Bytes,
+        now: Instant,
+    ) {
+        let frame = match wire::read_discord(text.as_str()) {
+            Ok(frame) => frame,
+            Err(reason) => return self.bad_frame(conn, reason),
+        };
+        match (frame, ready) {
+            (DiscordIn::Heartbeat, ready) => {
+                self.write(conn, wire::heartbeat_ack());
+                if ready.is_some() {
+                    self.registry.beat(conn, now);
+                }
+            }
+            (DiscordIn::Identify { token, d }, None) => {
+                let credentials = Credentials {
+                    token: token.as_deref(),
+                    payload: d.get(),
+                };
+                match self.auth.authenticate(&credentials) {
+                    Ok(peer) => self.identified(conn, peer, now),
+                    Err(_) => self.rejected(conn),
+                }
+            }
+            (
+                DiscordIn::Resume {
+                    token,
+                    session_id,
+                    seq,
+                },
+                None,
+            ) => {
+                let credentials = Credentials {
+                    token: token.as_deref(),
+                    payload: "",
+                };
+                match self.auth.authenticate(&credentials) {
+                    Ok(peer) => self.resume(conn, peer, &session_id, seq, now),
+                    Err(_) => self.rejected(conn),
+                }
+            }
+            (DiscordIn::Identify { .. } | DiscordIn::Resume { .. }, Some(_)) => {
+                self.close(conn, CloseWhy::AlreadyAuthenticated);
+            }
+            (DiscordIn::Application, Some(peer)) => {
+                self.events
+                    .push_back(GatewayEvent::Message { peer, conn, text });
+            }
+            (DiscordIn::Application, None) => self.close(conn, CloseWhy::NotAuthenticated),
+            (DiscordIn::Unknown(op), _) => {
+                self.stats.bad_frames += 1;
+                self.events.push_back(GatewayEvent::BadFrame {
+                    conn,
+                    reason: format!("unknown opcode {op}"),
+                });
+                self.close(conn, CloseWhy::UnknownOpcode);
+            }
+        }
+    }
+
+    fn identified(&mut self, conn: ConnId, peer: PeerId, now: Instant) {
+        let id = loop {
+            let id = format!("{:032x}", self.rng.u128(..));
+            if !self.sessions.contains(&id) {
+                break id;
+            }
+        };
+        let data = wire::ready_data(&id, self.config.resume_url.as_deref());
+        self.sessions.start(id, peer.clone(), conn);
+        self.ready(conn, peer.clone(), now);
+        if let Some(pushed) = self.sessions.push(&peer, "READY", &data) {
+            self.write(conn, pushed.frame);
+        }
+    }
+
+    fn resume(
+        &mut self,
+        conn: ConnId,
+        peer: PeerId,
+        session_id: &str,
+        seq: Option<u64>,
+        now: Instant,
+    ) {
+        match self.sessions.resume(session_id, &peer, seq, conn) {
+            Ok((_, missed)) => {
+                self.ready(conn, peer.clone(), now);
+                let replayed = missed.len();
+                for frame in missed {
+                    self.write(conn, frame);
+                }
+                if let Some(pushed) = self.sessions.push(&peer, "RESUMED", "null") {
+                    self.write(conn, pushed.frame);
+                }
+                self.stats.resumes += 1;
+                self.stats.replayed += replayed as u64;
+                self.events.push_back(GatewayEvent::Resumed {
+                    peer,
+                    conn,
+                    replayed,
+                });
+            }
+            Err(ResumeRefused::Unknown | ResumeRefused::OtherPeer | ResumeRefused::OutOfReach) => {
+                // The client identifies afresh, on this socket or the next.
+                self.stats.invalid_sessions += 1;
+                self.write(conn, wire::invalid_session(false));
+            }
+        }
+    }
+
+    fn rpc_frame(&mut self, conn: ConnId, ready: Option<PeerId>, text: Utf8Bytes, now: Instant) {
+        let frame = match wire::read_rpc(text.as_str()) {
+            Ok(frame) => frame,
+            Err(reason) => return self.bad_frame(conn, reason),
+        };
+        if ready.is_some() {
+            self.registry.beat(conn, now);
+        }
+        match (frame, ready) {
+            (RpcIn::Connect { params, id }, None) => {
+                let id = id.get().to_owned();
+                self.connect(conn, &id, params, now);
+            }
+            (RpcIn::Connect { id, .. }, Some(_)) => {
+                let reply = wire::rpc_error(id.get(), "ALREADY_CONNECTED", "already connected");
+                self.write(conn, reply);
+            }
+            (RpcIn::Ping { id }, _) => {
+                let reply = wire::rpc_ok(id.get(), "null");
+                self.write(conn, reply);
+            }
+            (RpcIn::Application, Some(peer)) => {
+                self.events
+                    .push_back(GatewayEvent::Message { peer, conn, text });
+            }
+            (RpcIn::Answer { invoke, answer }, Some(_)) => self.answer(conn, invoke, answer, &text),
+            (RpcIn::Application | RpcIn::Answer { .. }, None) => {
+                self.close(conn, CloseWhy::NotAuthenticated);
+            }
+        }
+    }
+
+    fn connect(&mut self, conn: ConnId, id: &str, params: Option<&RawValue>, now: Instant) {
+        #[derive(serde::Deserialize)]
+        struct Params<'a> {
+            #[serde(borrow)]
+            token: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            nonce: Option<std::borrow::Cow<'a, str>>,
+        }
+        let payload = params.map_or("null", RawValue::get);
+        let fields = serde_json::from_str::<Params<'_>>(payload).ok();
+        let expected = self.conns.get(&conn).and_then(|c| c.nonce.clone());
+        let nonce = fields.as_ref().and_then(|f| f.nonce.as_deref());
+        if expected.is_some() && expected.as_deref() != nonce {
+            return self.rejected_rpc(
+                conn,
+                id,
+                &Rejection::new("challenge nonce missing or wrong"),
+            );
+        }
+        let credentials = Credentials {
+            token: fields.as_ref().and_then(|f| f.token.as_deref()),
+            payload,
+        };
+        match self.auth.authenticate(&credentials) {
+            Ok(peer) => {
+                let welcome = wire::rpc_welcome(self.config.heartbeat_interval);
+                self.write(conn, wire::rpc_ok(id, &welcome));
+                self.ready(conn, peer, now);
+            }
+            Err(rejection) => self.rejected_rpc(conn, id, &rejection),
+        }
+    }
+
+    fn answer(
+        &mut self,
+        conn: ConnId,
+        invoke: Option<u64>,
+        answer: Result<&str, (String, String)>,
+        text: &Utf8Bytes,
+    ) {
+        let answer = answer
+            .map(|payload| text.share(payload))
+            .map_err(|(code, message)| RemoteError { code, message });
+        // An id that is no number of ours can only be stray: the registry counts it.
+        let id = InvokeId::from_wire(invoke.unwrap_or(0));
+        self.registry.result(conn, id, answer);
+    }
+
+    fn closing_frame(&mut self, conn: ConnId, frame: Frame) {
+        let answered = match (&frame, self.config.profile) {
+            (Frame::Text(text), ServerProfile::Rpc) => match wire::read_rpc(text.as_str()) {
+                Ok(RpcIn::Answer { invoke, answer }) => {
+                    self.answer(conn, invoke, answer, text);
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if !answered {
+            self.stats.stale_frames += 1;
+        }
+        self.drain_registry();
+    }
+
+    fn rejected(&mut self, conn: ConnId) {
+        self.stats.rejected += 1;
+        self.close(conn, CloseWhy::Rejected);
+    }
+
+    fn rejected_rpc(&mut self, conn: ConnId, id: &str, rejection: &Rejection) {
+        self.write(conn, wire::rpc_error(id, "UNAUTHORIZED", &rejection.reason));
+        self.rejected(conn);
+    }
+
+    fn bad_frame(&mut self, conn: ConnId, reason: String) {
+        self.stats.bad_frames += 1;
+        self.events
+            .push_back(GatewayEvent::BadFrame { conn, reason });
+        self.close(conn, CloseWhy::Malformed);
+    }
+
+    fn drain_registry(&mut self) {
+        while let Some(event) = self.registry.poll_event() {
+            match event {
+                RegistryEvent::Presence {
+                    peer,
+                    conn,
+                    presence,
+                } => self.events.push_back(GatewayEvent::Presence {
+                    peer,
+                    conn,
+                    presence,
+                }),
+                RegistryEvent::Invoked { id, peer, outcome } => {
+                    self.events
+                        .push_back(GatewayEvent::Invoked { id, peer, outcome });
+                }
+                RegistryEvent::Unresponsive { conn } => self.close(conn, CloseWhy::Unresponsive),
+            }
+        }
+    }
+
+    fn write(&mut self, conn: ConnId, frame: Frame) {
+        self.commands
+            .push_back(GatewayCommand::Send { conn, frame });
+    }
+
+    fn ready_conn(&self, peer: &str) -> Option<ConnId> {
+        self.owner(peer).filter(|&conn| self.is_ready(conn))
+    }
+
+    fn is_ready(&self, conn: ConnId) -> bool {
+        matches!(
+            self.conns.get(&conn).map(|c| &c.phase),
+            Some(Phase::Ready { .. })
+        )
+    }
+
+    fn forget_timers(&mut self, conn: ConnId, state: &Conn) {
+        if let Phase::Handshake { due } = state.phase {
+            self.handshakes.remove(&(due, conn));
+        }
+        if let Some(at) = state.tick {
+            self.ticks.remove(&(at, conn));
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Discord sessions kept for resuming: the numbered dispatches of each, and how long a
+//! session whose socket ended stays resumable.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
+
+use super::PeerId;
+use super::wire;
+use crate::conn::ConnId;
+use crate::frame::Frame;
+
+#[derive(Debug)]
+struct Session {
+    peer: PeerId,
+    seq: u64,
+    /// The last dispatches, oldest first, for replay.
+    replay: VecDeque<(u64, Frame)>,
+    /// Every dispatch up to this sequence is gone from `replay`.
+    forgotten_through: u64,
+    /// The connection it is attached to; `None` while it waits to be resumed.
+    conn: Option<ConnId>,
+    expires: Option<Instant>,
+}
+
+/// Why a resume cannot be granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResumeRefused {
+    /// No such session (never, expired, or replaced by a fresh identify).
+    Unknown,
+    /// The credentials belong to another peer.
+    OtherPeer,
+    /// The client is further behind than the replay buffer reaches, or ahead of it.
+    OutOfReach,
+}
+
+/// A dispatch written to a session.
+#[derive(Debug, Clone)]
+pub(crate) struct Pushed {
+    pub(crate) seq: u64,
+    pub(crate) frame: Frame,
+    pub(crate) conn: Option<ConnId>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    by_id: HashMap<String, Session>,
+    by_peer: HashMap<PeerId, String>,
+    expiries: BTreeSet<(Instant, String)>,
+    capacity: usize,
+}
+
+impl Sessions {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            by_id: HashMap::new(),
+            by_peer: HashMap::new(),
+            expiries: BTreeSet::new(),
+            capacity,
+        }
+    }
+
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// A fresh session of `peer` on `conn`; the peer's previous session, if any, is gone.
+    pub(crate) fn start(&mut self, id: String, peer: PeerId, conn: ConnId) {
+        if let Some(old) = self.by_peer.insert(peer.clone(), id.clone()) {
+            self.remove(&old);
+        }
+        self.by_id.insert(
+            id,
+            Session {
+                peer,
+                seq: 0,
+                replay: VecDeque::new(),
+                forgotten_through: 0,
+                conn: Some(conn),
+                expires: None,
+            },
+        );
+    }
+
+    /// Numbers a dispatch of `peer`'s session and keeps it for replay.
+    pub(crate) fn push(&mut self, peer: &PeerId, name: &str, data: &str) -> Option<Pushed> {
+        let id = self.by_peer.get(peer)?;
+        let session = self.by_id.get_mut(id)?;
+        session.seq += 1;
+        let frame = wire::dispatch(session.seq, name, data);
+        if self.capacity == 0 {
+            session.forgotten_through = session.seq;
+        } else {
+            if session.replay.len() == self.capacity {
+                if let Some((seq, _)) = session.replay.pop_front() {
+                    session.forgotten_through = seq;
+                }
+            }
+            session.replay.push_back((session.seq, frame.clone()));
+        }
+        Some(Pushed {
+            seq: session.seq,
+            frame,
+            conn: session.conn,
+        })
+    }
+
+    /// Moves session `id` to `conn` for a client that saw every dispatch up to `seq`; gives
+    /// back the connection it was on (to close) and the dispatches it missed, in order.
+    pub(crate) fn resume(
+        &mut self,
+        id: &str,
+        peer: &PeerId,
+        seq: Option<u64>,
+        conn: ConnId,
+    ) -> Result<(Option<ConnId>, Vec<Frame>), ResumeRefused> {
+        let session = self.by_id.get_mut(id).ok_or(ResumeRefused::Unknown)?;
+        if session.peer != *peer {
+            return Err(ResumeRefused::OtherPeer);
+        }
+        let seen = seq.unwrap_or(0);
+        if seen < session.forgotten_through || seen > session.seq {
+            return Err(ResumeRefused::OutOfReach);
+        }
+        if let Some(at) = session.expires.take() {
+            self.expiries.remove(&(at, id.to_owned()));
+        }
+        let missed = session
+            .replay
+            .iter()
+            .filter(|(s, _)| *s > seen)
+            .map(|(_, frame)| frame.clone())
+            .collect();
+        Ok((session.conn.replace(conn), missed))
+    }
+
+    /// `conn` no longer carries `peer`'s session: it stays resumable until `expires`.
+    pub(crate) fn detach(&mut self, peer: &PeerId, conn: ConnId, expires: Instant) {
+        let Some(id) = self.by_peer.get(peer) else {
+            return;
+        };
+        let Some(session) = self.by_id.get_mut(id) else {
+            return;
+        };
+        if session.conn != Some(conn) {
+            return;
+        }
+        session.conn = None;
+        session.expires = Some(expires);
+        self.expiries.insert((expires, id.clone()));
+    }
+
+    /// Forgets sessions whose window has passed; returns how many.
+    pub(crate) fn expire(&mut self, now: Instant) -> usize {
+        let mut expired = 0;
+        while let Some((at, id)) = self.expiries.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.expiries.remove(&(at, id.clone()));
+            self.remove(&id);
+            expired += 1;
+        }
+        expired
+    }
+
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.expiries.first().map(|(at, _)| *at)
+    }
+
+    /// Sessions held, attached or waiting to be resumed.
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(session) = self.by_id.remove(id) {
+            if let Some(at) = session.expires {
+                self.expiries.remove(&(at, id.to_owned()));
+            }
+            if self.by_peer.get(&session.peer).map(String::as_str) == Some(id) {
+                self.by_peer.remove(&session.peer);
+            }
+        }
+    }
+}

@@ -1,0 +1,810 @@
+//! The gateway's server side as scenarios on a virtual clock: handshakes, resume with
+//! replay, replacement, invokes bound to their connection, liveness, bad frames, and a
+//! property test over random socket histories.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tether_core::gateway::{
+    CloseWhy, Credentials, Delivered, Gateway, GatewayCommand, GatewayConfig, GatewayError,
+    GatewayEvent, PeerId, Rejection, ServerProfile,
+};
+use tether_core::registry::{InvokeOutcome, Presence};
+use tether_core::{CloseFrame, ConnId, Frame};
+
+#[allow(clippy::disallowed_methods)]
+fn epoch() -> Instant {
+    // The virtual clock's origin; only differences matter.
+    Instant::now()
+}
+
+/// Tokens are `token-<peer>`; anything else is refused.
+fn auth(credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
+    credentials
+        .token
+        .and_then(|t| t.strip_prefix("token-"))
+        .map(PeerId::from)
+        .ok_or_else(|| Rejection::new("unknown token"))
+}
+
+struct Server {
+    gw: Gateway,
+    now: Instant,
+    start: Instant,
+}
+
+impl Server {
+    fn new(config: GatewayConfig) -> Self {
+        let now = epoch();
+        Self {
+            gw: Gateway::new(config, auth, 7),
+            now,
+            start: now,
+        }
+    }
+
+    fn discord() -> Self {
+        Self::new(
+            GatewayConfig::builder(ServerProfile::Discord)
+                .heartbeat_interval(Duration::from_millis(1000))
+                .resume_window(Duration::from_secs(5))
+                .handshake_timeout(Duration::from_secs(5))
+                .replay_capacity(4)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    fn rpc() -> Self {
+        Self::new(
+            GatewayConfig::builder(ServerProfile::Rpc)
+                .heartbeat_interval(Duration::from_millis(500))
+                .client_silence(Duration::from_secs(3))
+                .build()
+                .unwrap(),
+        )
+    }
+
+    fn accept(&mut self) -> ConnId {
+        self.gw.accept(self.now)
+    }
+
+    fn json(&mut self, conn: ConnId, v: Value) {
+        self.gw
+            .handle_frame(conn, Frame::text(v.to_string()), self.now);
+    }
+
+    fn raw(&mut self, conn: ConnId, text: &'static str) {
+        self.gw.handle_frame(conn, Frame::text(text), self.now);
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.gw.handle_close(conn, self.now);
+    }
+
+    fn elapse_ms(&mut self, ms: u64) {
+        let until = self.now + Duration::from_millis(ms);
+        while let Some(at) = self.gw.poll_timeout().filter(|at| *at <= until) {
+            self.now = at.max(self.now);
+            self.gw.handle_timeout(self.now);
+        }
+        self.now = until;
+    }
+
+    /// Every command so far, frames read back as JSON.
+    fn commands(&mut self) -> Vec<(ConnId, Wire)> {
+        std::iter::from_fn(|| self.gw.poll_command())
+            .map(|c| match c {
+                GatewayCommand::Send {
+                    conn,
+                    frame: Frame::Text(t),
+                } => (conn, Wire::Json(serde_json::from_str(t.as_str()).unwrap())),
+                GatewayCommand::Send { conn, frame } => panic!("{conn}: {frame:?}"),
+                GatewayCommand::Close { conn, frame } => (conn, Wire::Close(frame)),
+            })
+            .collect()
+    }
+
+    fn events(&mut self) -> Vec<GatewayEvent> {
+        std::iter::from_fn(|| self.gw.poll_event()).collect()
+    }
+
+    fn identify(&mut self, peer: &str) -> ConnId {
+        let conn = self.accept();
+        self.json(
+            conn,
+            json!({"op": 2, "d": {"token": format!("token-{peer}"), "intents": 0}}),
+        );
+        conn
+    }
+
+    fn connect(&mut self, peer: &str) -> ConnId {
+        let conn = self.accept();
+        self.json(
+            conn,
+            json!({"type": "req", "id": "connect", "method": "connect", "params": {"token": format!("token-{peer}")}}),
+        );
+        conn
+    }
+
+    fn ms(&self) -> u128 {
+        self.now.duration_since(self.start).as_millis()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Wire {
+    Json(Value),
+    Close(CloseFrame),
+}
+
+fn raw(s: &str) -> Box<RawValue> {
+    RawValue::from_string(s.to_owned()).unwrap()
+}
+
+fn presence(peer: &str, conn: ConnId, presence: Presence) -> GatewayEvent {
+    GatewayEvent::Presence {
+        peer: peer.into(),
+        conn,
+        presence,
+    }
+}
+
+fn session_id(wire: &[(ConnId, Wire)]) -> String {
+    wire.iter()
+        .find_map(|(_, w)| match w {
+            Wire::Json(v) if v["t"] == "READY" => v["d"]["session_id"].as_str().map(str::to_owned),
+            _ => None,
+        })
+        .expect("a READY")
+}
+
+#[test]
+fn discord_hello_identify_ready_heartbeat_and_dispatch() {
+    let mut s = Server::discord();
+    let conn = s.identify("bot");
+    s.json(conn, json!({"op": 1, "d": 1}));
+    let delivered =
+        s.gw.dispatch("bot", "MESSAGE_CREATE", &raw("{\"id\":1}"))
+            .unwrap();
+    assert_eq!(
+        delivered,
+        Delivered {
+            seq: 2,
+            conn: Some(conn)
+        }
+    );
+    let wire = s.commands();
+    assert_eq!(
+        wire[0],
+        (
+            conn,
+            Wire::Json(json!({"op": 10, "d": {"heartbeat_interval": 1000}}))
+        )
+    );
+    let Wire::Json(ready) = &wire[1].1 else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            ready["op"].as_u64(),
+            ready["s"].as_u64(),
+            ready["t"].as_str()
+        ),
+        (Some(0), Some(1), Some("READY"))
+    );
+    assert_eq!(wire[2], (conn, Wire::Json(json!({"op": 11}))));
+    assert_eq!(
+        wire[3],
+        (
+            conn,
+            Wire::Json(json!({"op": 0, "s": 2, "t": "MESSAGE_CREATE", "d": {"id": 1}}))
+        )
+    );
+    assert_eq!(s.events(), [presence("bot", conn, Presence::Connected)]);
+    assert_eq!(s.gw.owner("bot"), Some(conn));
+}
+
+#[test]
+fn discord_resume_replays_what_was_missed_in_order() {
+    let mut s = Server::discord();
+    let first = s.identify("bot");
+    let id = session_id(&s.commands());
+    s.gw.dispatch("bot", "A", &raw("1")).unwrap(); // seq 2, seen
+    s.close(first);
+    // Sent while the session waits: kept for replay.
+    let waiting = s.gw.dispatch("bot", "B", &raw("2")).unwrap();
+    assert_eq!(waiting, Delivered { seq: 3, conn: None });
+    s.gw.dispatch("bot", "C", &raw("3")).unwrap();
+    let second = s.accept();
+    s.commands();
+    s.json(
+        second,
+        json!({"op": 6, "d": {"token": "token-bot", "session_id": id, "seq": 2}}),
+    );
+    let frames: Vec<(Option<u64>, Option<String>)> = s
+        .commands()
+        .into_iter()
+        .map(|(c, w)| {
+            assert_eq!(c, second);
+            let Wire::Json(v) = w else { panic!("{w:?}") };
+            (v["s"].as_u64(), v["t"].as_str().map(str::to_owned))
+        })
+        .collect();
+    assert_eq!(
+        frames,
+        [
+            (Some(3), Some("B".into())),
+            (Some(4), Some("C".into())),
+            (Some(5), Some("RESUMED".into()))
+        ]
+    );
+    assert_eq!(
+        s.events(),
+        [
+            presence("bot", first, Presence::Connected),
+            presence("bot", first, Presence::Disconnected),
+            presence("bot", second, Presence::Connected),
+            GatewayEvent::Resumed {
+                peer: "bot".into(),
+                conn: second,
+                replayed: 2
+            },
+        ]
+    );
+    assert_eq!(s.gw.stats().resumes, 1);
+    assert_eq!(s.gw.stats().replayed, 2);
+}
+
+#[test]
+fn discord_resume_out_of_reach_or_expired_is_an_invalid_session() {
+    let mut s = Server::discord();
+    let first = s.identify("bot");
+    let id = session_id(&s.commands());
+    for n in 0..6 {
+        s.gw.dispatch("bot", "X", &raw(&n.to_string())).unwrap();
+    }
+    s.close(first);
+    // Capacity 4: seq 4..=7 kept, so a client at seq 2 cannot be brought up to date.
+    let behind = s.accept();
+    s.commands();
+    s.json(
+        behind,
+        json!({"op": 6, "d": {"token": "token-bot", "session_id": id, "seq": 2}}),
+    );
+    assert_eq!(
+        s.commands(),
+        [(behind, Wire::Json(json!({"op": 9, "d": false})))]
+    );
+    // Another peer's token cannot take the session either.
+    s.json(
+        behind,
+        json!({"op": 6, "d": {"token": "token-eve", "session_id": id, "seq": 7}}),
+    );
+    assert_eq!(
+        s.commands(),
+        [(behind, Wire::Json(json!({"op": 9, "d": false})))]
+    );
+    // Past the window the session is gone.
+    s.elapse_ms(5_001);
+    assert_eq!(s.gw.sessions(), 0);
+    let late = s.accept();
+    s.commands();
+    s.json(
+        late,
+        json!({"op": 6, "d": {"token": "token-bot", "session_id": id, "seq": 7}}),
+    );
+    let wire = s.commands();
+    assert!(
+        wire.contains(&(late, Wire::Json(json!({"op": 9, "d": false})))),
+        "{wire:?}"
+    );
+    assert_eq!(s.gw.stats().invalid_sessions, 3);
+    assert_eq!(s.gw.stats().expired_sessions, 1);
+}
+
+#[test]
+fn s01_gateway_new_session_replaces_old_and_closes_it() {
+    let mut s = Server::discord();
+    let old = s.identify("bot");
+    let new = s.identify("bot");
+    let closes: Vec<_> = s
+        .commands()
+        .into_iter()
+        .filter(|(_, w)| matches!(w, Wire::Close(_)))
+        .collect();
+    assert_eq!(
+        closes,
+        [(
+            old,
+            Wire::Close(CloseFrame::new(
+                4000,
+                "session replaced by a newer connection"
+            ))
+        )]
+    );
+    assert_eq!(
+        s.events(),
+        [
+            presence("bot", old, Presence::Connected),
+            presence("bot", new, Presence::Replaced { old }),
+            GatewayEvent::Closing {
+                conn: old,
+                peer: Some("bot".into()),
+                why: CloseWhy::Replaced
+            },
+        ]
+    );
+}
+
+#[test]
+fn s02_s04_gateway_late_close_of_the_old_socket_changes_nothing() {
+    let mut s = Server::discord();
+    let old = s.identify("bot");
+    let new = s.identify("bot");
+    s.events();
+    // The old socket's frames and its close arrive late.
+    s.json(old, json!({"op": 1, "d": 1}));
+    s.close(old);
+    assert_eq!(s.gw.owner("bot"), Some(new));
+    assert_eq!(s.events(), []);
+    assert_eq!(s.gw.stats().registry.stale_closes, 1);
+    assert_eq!(s.gw.stats().stale_frames, 1);
+    // Dispatches still reach the new socket.
+    assert_eq!(
+        s.gw.dispatch("bot", "X", &raw("null")).unwrap().conn,
+        Some(new)
+    );
+}
+
+#[test]
+fn s03_gateway_invoke_answered_only_on_its_connection() {
+    let mut s = Server::rpc();
+    let old = s.connect("agent");
+    let first =
+        s.gw.invoke("agent", "status", &raw("{}"), Duration::from_secs(5), s.now)
+            .unwrap();
+    let new = s.connect("agent");
+    let second =
+        s.gw.invoke("agent", "status", &raw("{}"), Duration::from_secs(5), s.now)
+            .unwrap();
+    let invokes: Vec<_> = s
+        .commands()
+        .into_iter()
+        .filter_map(|(c, w)| match w {
+            Wire::Json(v) if v["type"] == "req" => Some((c, v["id"].as_u64().unwrap())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(invokes, [(old, first.get()), (new, second.get())]);
+    s.events();
+    // The old socket answers the second invoke: not its own, so dropped and counted.
+    s.json(
+        old,
+        json!({"type": "res", "id": second.get(), "ok": true, "payload": "from old"}),
+    );
+    assert_eq!(s.events(), []);
+    assert_eq!(s.gw.stats().registry.stray_results, 1);
+    // Its close fails only its own invoke; the new one's stands and is answered by new.
+    s.close(old);
+    s.json(
+        new,
+        json!({"type": "res", "id": second.get(), "ok": true, "payload": "from new"}),
+    );
+    let events = s.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        matches!(&events[0], GatewayEvent::Invoked { id, outcome: InvokeOutcome::Disconnected, .. } if *id == first)
+    );
+    let GatewayEvent::Invoked {
+        id,
+        outcome: InvokeOutcome::Result(Ok(payload)),
+        ..
+    } = &events[1]
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!((*id, payload.as_str()), (second, "\"from new\""));
+    // A repeat of a finished invoke is stray too.
+    s.json(
+        new,
+        json!({"type": "res", "id": second.get(), "ok": true, "payload": 1}),
+    );
+    assert_eq!(s.events(), []);
+    assert_eq!(s.gw.pending_invokes(), 0);
+}
+
+#[test]
+fn rpc_invokes_time_out_and_errors_are_answers() {
+    let mut s = Server::rpc();
+    let conn = s.connect("agent");
+    let slow =
+        s.gw.invoke(
+            "agent",
+            "a",
+            &raw("null"),
+            Duration::from_millis(100),
+            s.now,
+        )
+        .unwrap();
+    let failing =
+        s.gw.invoke("agent", "b", &raw("null"), Duration::from_secs(9), s.now)
+            .unwrap();
+    s.json(conn, json!({"type": "res", "id": failing.get(), "ok": false, "error": {"code": "NOPE", "message": "no"}}));
+    s.elapse_ms(100);
+    let outcomes: Vec<_> = s
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            GatewayEvent::Invoked { id, outcome, .. } => Some((id, outcome)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[0].0, failing);
+    assert!(matches!(&outcomes[0].1, InvokeOutcome::Result(Err(e)) if e.code == "NOPE"));
+    assert_eq!(outcomes[1], (slow, InvokeOutcome::TimedOut));
+    assert_eq!(
+        s.gw.invoke("nobody", "a", &raw("null"), Duration::from_secs(1), s.now),
+        Err(GatewayError::NotConnected)
+    );
+    let mut d = Server::discord();
+    d.identify("bot");
+    assert_eq!(
+        d.gw.invoke("bot", "a", &raw("null"), Duration::from_secs(1), d.now),
+        Err(GatewayError::Unsupported("discord"))
+    );
+}
+
+#[test]
+fn rpc_connect_welcome_ping_ticks_and_messages() {
+    let mut s = Server::rpc();
+    let conn = s.connect("agent");
+    s.json(
+        conn,
+        json!({"type": "req", "id": "ping-1", "method": "ping"}),
+    );
+    s.json(
+        conn,
+        json!({"type": "req", "id": 3, "method": "echo", "params": [1]}),
+    );
+    s.elapse_ms(500);
+    s.gw.dispatch("agent", "price", &raw("{\"px\":1}")).unwrap();
+    let wire: Vec<Value> = s
+        .commands()
+        .into_iter()
+        .map(|(_, w)| match w {
+            Wire::Json(v) => v,
+            Wire::Close(c) => panic!("{c}"),
+        })
+        .collect();
+    assert_eq!(
+        wire,
+        [
+            json!({"type": "res", "id": "connect", "ok": true, "payload": {"methods": ["ping"], "tick_interval_ms": 500}}),
+            json!({"type": "res", "id": "ping-1", "ok": true, "payload": null}),
+            json!({"type": "event", "event": "tick"}),
+            json!({"type": "event", "event": "price", "payload": {"px": 1}, "seq": 1}),
+        ]
+    );
+    let events = s.events();
+    assert!(
+        matches!(&events[1], GatewayEvent::Message { text, .. } if text.as_str().contains("echo")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn rpc_challenge_must_be_echoed() {
+    let mut s = Server::new(
+        GatewayConfig::builder(ServerProfile::Rpc)
+            .challenge(true)
+            .build()
+            .unwrap(),
+    );
+    let conn = s.accept();
+    let wire = s.commands();
+    let Wire::Json(challenge) = &wire[0].1 else {
+        panic!()
+    };
+    let first_nonce = challenge["payload"]["nonce"].as_str().unwrap().to_owned();
+    s.json(conn, json!({"type": "req", "id": "connect", "method": "connect", "params": {"token": "token-a", "nonce": "guess"}}));
+    let wire = s.commands();
+    assert_eq!(
+        wire[0].1,
+        Wire::Json(
+            json!({"type": "res", "id": "connect", "ok": false, "error": {"code": "UNAUTHORIZED", "message": "challenge nonce missing or wrong"}})
+        )
+    );
+    assert_eq!(
+        wire[1].1,
+        Wire::Close(CloseFrame::new(1008, "authentication failed"))
+    );
+    // The nonce is per connection: read the new one from its challenge.
+    let conn2 = s.accept();
+    let wire = s.commands();
+    let Wire::Json(challenge) = &wire[0].1 else {
+        panic!()
+    };
+    let nonce = challenge["payload"]["nonce"].as_str().unwrap().to_owned();
+    s.json(conn2, json!({"type": "req", "id": "connect", "method": "connect", "params": {"token": "token-a", "nonce": nonce}}));
+    assert!(matches!(&s.commands()[0].1, Wire::Json(v) if v["ok"] == true));
+    assert_eq!(s.gw.owner("a"), Some(conn2));
+    assert_ne!(nonce, first_nonce, "each connection gets its own nonce");
+}
+
+#[test]
+fn handshake_timeout_and_silence_close_the_socket() {
+    let mut s = Server::discord();
+    let idle = s.accept();
+    let bot = s.identify("bot");
+    s.commands();
+    s.events();
+    // Heartbeats keep the bot; the idle socket never identifies.
+    for _ in 0..9 {
+        s.elapse_ms(1000);
+        s.json(bot, json!({"op": 1, "d": null}));
+    }
+    assert_eq!(s.gw.stats().handshake_timeouts, 1);
+    let closes: Vec<_> = s
+        .commands()
+        .into_iter()
+        .filter(|(_, w)| matches!(w, Wire::Close(_)))
+        .collect();
+    assert_eq!(
+        closes,
+        [(
+            idle,
+            Wire::Close(CloseFrame::new(4009, "session timed out"))
+        )]
+    );
+    // Then the bot stops heartbeating: closed 1.5 intervals after its last heartbeat.
+    let last = s.ms();
+    s.elapse_ms(1499);
+    assert!(s.commands().is_empty());
+    s.elapse_ms(1);
+    assert_eq!(
+        s.commands(),
+        [(
+            bot,
+            Wire::Close(CloseFrame::new(4000, "no heartbeat in time"))
+        )]
+    );
+    assert_eq!(s.ms() - last, 1500);
+    assert_eq!(s.gw.stats().unresponsive, 1);
+}
+
+#[test]
+fn bad_frames_are_counted_and_closed_per_profile() {
+    let cases: [(&str, u16); 4] = [
+        ("{", 4002),
+        ("{\"op\":99}", 4001),
+        ("{\"op\":3,\"d\":{}}", 4003),
+        ("{\"op\":2}", 4002),
+    ];
+    for (text, code) in cases {
+        let mut s = Server::discord();
+        let conn = s.accept();
+        s.commands();
+        s.raw(conn, text);
+        let wire = s.commands();
+        assert!(
+            matches!(&wire[..], [(c, Wire::Close(f))] if *c == conn && f.code == code),
+            "{text}: {wire:?}"
+        );
+        // Nothing more is read from it.
+        s.raw(conn, "{\"op\":1}");
+        assert!(s.commands().is_empty());
+    }
+    let mut s = Server::discord();
+    let conn = s.identify("bot");
+    s.json(conn, json!({"op": 2, "d": {"token": "token-bot"}}));
+    assert!(s.commands().contains(&(
+        conn,
+        Wire::Close(CloseFrame::new(4005, "already authenticated"))
+    )));
+    let rejected = s.accept();
+    s.json(rejected, json!({"op": 2, "d": {"token": "forged"}}));
+    assert!(s.commands().contains(&(
+        rejected,
+        Wire::Close(CloseFrame::new(4004, "authentication failed"))
+    )));
+
+    let mut s = Server::rpc();
+    let conn = s.connect("agent");
+    s.gw.handle_frame(conn, Frame::binary(vec![1, 2]), s.now);
+    assert!(
+        s.commands()
+            .contains(&(conn, Wire::Close(CloseFrame::new(1007, "malformed frame"))))
+    );
+    assert_eq!(s.gw.stats().bad_frames, 1);
+    assert!(
+        s.events()
+            .iter()
+            .any(|e| matches!(e, GatewayEvent::BadFrame { .. }))
+    );
+}
+
+#[test]
+fn too_slow_and_shutdown_close_with_their_codes() {
+    let mut s = Server::discord();
+    let a = s.identify("a");
+    let b = s.identify("b");
+    s.commands();
+    s.gw.too_slow(a);
+    s.gw.shutdown();
+    assert_eq!(
+        s.commands(),
+        [
+            (
+                a,
+                Wire::Close(CloseFrame::new(1008, "too slow: outbound queue full"))
+            ),
+            (b, Wire::Close(CloseFrame::new(1001, "going away"))),
+        ]
+    );
+    assert_eq!(s.gw.stats().too_slow, 1);
+    // Sends to a closing connection are refused, never queued behind its close.
+    assert_eq!(
+        s.gw.send("b", Frame::text("x")),
+        Err(GatewayError::NotConnected)
+    );
+}
+
+#[test]
+fn bad_configuration_fails_at_build() {
+    assert!(
+        GatewayConfig::builder(ServerProfile::Discord)
+            .heartbeat_interval(Duration::ZERO)
+            .build()
+            .is_err()
+    );
+    assert!(
+        GatewayConfig::builder(ServerProfile::Rpc)
+            .handshake_timeout(Duration::ZERO)
+            .build()
+            .is_err()
+    );
+    assert!(
+        GatewayConfig::builder(ServerProfile::Rpc)
+            .max_invokes(0)
+            .build()
+            .is_err()
+    );
+}
+
+// --- A property test over random socket histories ---------------------------------------
+
+#[derive(Debug, Clone)]
+enum Step {
+    Accept,
+    Identify {
+        conn: usize,
+        peer: usize,
+    },
+    Resume {
+        conn: usize,
+        peer: usize,
+        behind: u64,
+    },
+    Heartbeat {
+        conn: usize,
+    },
+    Garbage {
+        conn: usize,
+    },
+    Close {
+        conn: usize,
+    },
+    Dispatch {
+        peer: usize,
+    },
+    Elapse {
+        ms: u64,
+    },
+}
+
+const PEERS: [&str; 3] = ["a", "b", "c"];
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => Just(Step::Accept),
+        3 => (0..8usize, 0..3usize).prop_map(|(conn, peer)| Step::Identify { conn, peer }),
+        2 => (0..8usize, 0..3usize, 0..6u64).prop_map(|(conn, peer, behind)| Step::Resume { conn, peer, behind }),
+        2 => (0..8usize).prop_map(|conn| Step::Heartbeat { conn }),
+        1 => (0..8usize).prop_map(|conn| Step::Garbage { conn }),
+        3 => (0..8usize).prop_map(|conn| Step::Close { conn }),
+        2 => (0..3usize).prop_map(|peer| Step::Dispatch { peer }),
+        2 => (0..3000u64).prop_map(|ms| Step::Elapse { ms }),
+    ]
+}
+
+/// What the model tracks to check S1, S2, S4 and replay order after every step.
+#[derive(Default)]
+struct Model {
+    owner: HashMap<String, ConnId>,
+    closed_commands: BTreeSet<ConnId>,
+    socket_gone: BTreeSet<ConnId>,
+    /// The last dispatch sequence written on each connection.
+    last_seq: BTreeMap<ConnId, u64>,
+    sessions: HashMap<String, (String, u64)>,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn gateway_histories_keep_s1_to_s4(steps in proptest::collection::vec(step(), 1..60)) {
+        let mut s = Server::discord();
+        let mut conns: Vec<ConnId> = Vec::new();
+        let mut m = Model::default();
+        for step in steps {
+            let pick = |i: usize| conns.get(i % conns.len().max(1)).copied();
+            match step {
+                Step::Accept => conns.push(s.accept()),
+                Step::Identify { conn, peer } => if let Some(c) = pick(conn) {
+                    s.json(c, json!({"op": 2, "d": {"token": format!("token-{}", PEERS[peer])}}));
+                },
+                Step::Resume { conn, peer, behind } => if let (Some(c), Some((id, seq))) = (pick(conn), m.sessions.get(PEERS[peer]).cloned()) {
+                    s.json(c, json!({"op": 6, "d": {"token": format!("token-{}", PEERS[peer]), "session_id": id, "seq": seq.saturating_sub(behind)}}));
+                },
+                Step::Heartbeat { conn } => if let Some(c) = pick(conn) { s.json(c, json!({"op": 1, "d": null})) },
+                Step::Garbage { conn } => if let Some(c) = pick(conn) { s.raw(c, "{]") },
+                Step::Close { conn } => if let Some(c) = pick(conn) {
+                    if m.socket_gone.insert(c) { s.close(c) }
+                },
+                Step::Dispatch { peer } => { let _ = s.gw.dispatch(PEERS[peer], "X", &raw("null")); }
+                Step::Elapse { ms } => s.elapse_ms(ms),
+            }
+            for (conn, wire) in s.commands() {
+                // Nothing is written to a socket after its close, nor to one that is gone.
+                prop_assert!(!m.closed_commands.contains(&conn), "{conn} written after close: {wire:?}");
+                prop_assert!(!m.socket_gone.contains(&conn), "{conn} written after it ended");
+                match wire {
+                    Wire::Close(_) => { m.closed_commands.insert(conn); }
+                    Wire::Json(v) if v["op"] == 0 => {
+                        let seq = v["s"].as_u64().unwrap();
+                        if v["t"] == "READY" {
+                            m.last_seq.insert(conn, seq);
+                            let peer = s.gw.owner("a").filter(|o| *o == conn).map(|_| "a")
+                                .or_else(|| s.gw.owner("b").filter(|o| *o == conn).map(|_| "b"))
+                                .or_else(|| s.gw.owner("c").filter(|o| *o == conn).map(|_| "c"));
+                            if let Some(peer) = peer {
+                                m.sessions.insert(peer.to_owned(), (v["d"]["session_id"].as_str().unwrap().to_owned(), seq));
+                            }
+                        } else {
+                            // Replay and live dispatches arrive in order, without repeats.
+                            if let Some(last) = m.last_seq.get(&conn) {
+                                prop_assert!(seq > *last, "{conn}: seq {seq} after {last}");
+                            }
+                            m.last_seq.insert(conn, seq);
+                        }
+                    }
+                    Wire::Json(_) => {}
+                }
+            }
+            for event in s.events() {
+                if let GatewayEvent::Presence { peer, conn, presence } = event {
+                    let peer = peer.to_string();
+                    match presence {
+                        Presence::Connected => prop_assert!(!m.owner.contains_key(&peer)),
+                        Presence::Replaced { old } => prop_assert_eq!(m.owner.get(&peer), Some(&old)),
+                        // S2/S4: only the owner's own end disconnects a peer.
+                        Presence::Disconnected => {
+                            prop_assert_eq!(m.owner.get(&peer), Some(&conn));
+                            prop_assert!(m.socket_gone.contains(&conn));
+                        }
+                    }
+                    if presence == Presence::Disconnected { m.owner.remove(&peer); } else { m.owner.insert(peer, conn); }
+                }
+            }
+            for peer in PEERS {
+                prop_assert_eq!(s.gw.owner(peer), m.owner.get(peer).copied());
+            }
+            prop_assert!(s.gw.poll_timeout().is_none_or(|at| at > s.now), "I7: no deadline left behind");
+        }
+    }
+}
