@@ -27,6 +27,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod gateway;
+
 use std::future::Future;
 use std::time::Instant;
 

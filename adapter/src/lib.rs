@@ -17,7 +17,7 @@ mod target;
 #[cfg(feature = "rustls")]
 mod tls;
 mod watch;
-mod wire;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

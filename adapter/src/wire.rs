@@ -10,7 +10,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{self, Message};
 
 /// A message read from a socket, as the core sees it.
-pub(crate) enum Read {
+pub enum Read {
     /// A frame for the machine.
     Frame(Frame),
     /// The peer's close frame (the stream ends after it).
@@ -21,7 +21,7 @@ pub(crate) enum Read {
 
 /// Maps a message read from the socket. Text was checked by tungstenite; it is checked
 /// once more here, since the core holds no `unsafe` to skip that.
-pub(crate) fn read(message: Message) -> Read {
+pub fn read(message: Message) -> Read {
     match message {
         Message::Text(text) => match Utf8Bytes::try_from(bytes::Bytes::from(text)) {
             Ok(text) => Read::Frame(Frame::Text(text)),
@@ -42,7 +42,7 @@ pub(crate) fn read(message: Message) -> Read {
 /// Maps a frame to write. Text that is not UTF-8 cannot be built in the core, so the
 /// conversion cannot fail in practice; if it did, the frame goes as binary rather than be
 /// lost.
-pub(crate) fn write(frame: Frame) -> Message {
+pub fn write(frame: Frame) -> Message {
     match frame {
         Frame::Text(text) => {
             let bytes = bytes::Bytes::from(text);
@@ -58,7 +58,7 @@ pub(crate) fn write(frame: Frame) -> Message {
 }
 
 /// The close message for a core close frame.
-pub(crate) fn close(frame: CloseFrame) -> Message {
+pub fn close(frame: CloseFrame) -> Message {
     Message::Close(Some(WsCloseFrame {
         code: CloseCode::from(frame.code),
         reason: tungstenite::Utf8Bytes::from(frame.reason.as_str().to_owned()),

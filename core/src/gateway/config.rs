@@ -65,6 +65,11 @@ impl GatewayConfig {
         self.heartbeat_interval
     }
 
+    /// How long a socket may take from accept to ready.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
     /// How long a silent connection is kept: 1.5 heartbeat intervals after its last
     /// heartbeat (discord), or [`client_silence`](GatewayConfigBuilder::client_silence)
     /// after its last frame (rpc).

@@ -1,0 +1,380 @@
+//! The tokio gateway server on loopback with real tether-tokio clients: a replaced session
+//! whose old socket closes late, resume with replay, slow clients, the connection limit and
+//! bad frames.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use tether_core::gateway::{
+    CloseWhy, Credentials, GatewayConfig, GatewayEvent, PeerId, Rejection, ServerProfile,
+};
+use tether_core::registry::{InvokeOutcome, Presence};
+use tether_core::{Discord, Event, Frame, Identify, Rpc, RpcMessage, Token};
+use tether_tests::proxy::{FaultProxy, Mode};
+use tether_tests::scenarios::fast;
+use tether_tokio::gateway::{GatewayEvents, GatewayHandle, GatewayOptions, serve};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Tokens are `token-<peer>`.
+fn auth(credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
+    credentials
+        .token
+        .and_then(|t| t.strip_prefix("token-"))
+        .map(PeerId::from)
+        .ok_or_else(|| Rejection::new("unknown token"))
+}
+
+async fn gateway(
+    config: GatewayConfig,
+    options: GatewayOptions,
+) -> (GatewayHandle, GatewayEvents, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let (handle, events) = serve(listener, config, auth, options);
+    (handle, events, url)
+}
+
+fn raw(s: &str) -> Box<RawValue> {
+    RawValue::from_string(s.to_owned()).unwrap()
+}
+
+/// Waits for the gateway event `f` picks, keeping every event seen in `log`.
+async fn until(
+    events: &mut GatewayEvents,
+    log: &mut Vec<GatewayEvent>,
+    f: impl Fn(&GatewayEvent) -> bool,
+) -> GatewayEvent {
+    tokio::time::timeout(LIMIT, async {
+        loop {
+            let event = events.recv().await.expect("gateway running");
+            log.push(event.clone());
+            if f(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("gateway event in time")
+}
+
+fn rpc_client(url: &str, name: &'static str, peer: &str) -> tether_tokio::Handle<Rpc> {
+    let mut params = Map::new();
+    params.insert("token".into(), Value::from(format!("token-{peer}")));
+    let profile = Rpc::builder(params).build().unwrap();
+    let (client, mut events) =
+        tether_tokio::connect(url, fast().build().unwrap(), profile).unwrap();
+    let answering = client.clone();
+    // The application: answers every call with its own name.
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            if let Event::Message {
+                message: RpcMessage::Call(call),
+                ..
+            } = event
+            {
+                let answer = raw(&format!("\"{name}\""));
+                let _ = answering.send(call.reply(&answer)).await;
+            }
+        }
+    });
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_replaced_session_survives_the_late_close_of_its_old_socket() {
+    let config = GatewayConfig::builder(ServerProfile::Rpc)
+        .heartbeat_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let options = GatewayOptions {
+        close_timeout: Duration::from_millis(300),
+        ..GatewayOptions::default()
+    };
+    let (gateway, mut events, url) = gateway(config, options).await;
+    let mut log = Vec::new();
+    // The first client reaches the gateway through a proxy we can stall.
+    let proxy = FaultProxy::start(gateway.local_addr().unwrap()).await;
+    let first = rpc_client(&proxy.url(), "first", "agent");
+    let GatewayEvent::Presence { conn: old, .. } = until(&mut events, &mut log, |e| {
+        matches!(
+            e,
+            GatewayEvent::Presence {
+                presence: Presence::Connected,
+                ..
+            }
+        )
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    // Its path goes silent: the gateway's close of the old socket cannot get through, so
+    // the socket ends late, after the second client has taken the session over.
+    proxy.set(Mode::Blackhole);
+    let second = rpc_client(&url, "second", "agent");
+    let GatewayEvent::Presence {
+        conn: new,
+        presence,
+        ..
+    } = until(&mut events, &mut log, |e| {
+        matches!(e, GatewayEvent::Presence { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(presence, Presence::Replaced { old });
+    // The old socket's late end: a stale close.
+    tokio::time::timeout(LIMIT, async {
+        while gateway.stats().await.unwrap().registry.stale_closes == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the old socket ends");
+    assert_eq!(
+        gateway.owner("agent").await.unwrap(),
+        Some(new),
+        "still connected, on the new socket"
+    );
+    let (_, outcome) = gateway
+        .invoke("agent", "whoami", raw("null"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(outcome, InvokeOutcome::Result(Ok("\"second\"".into())));
+    drop(proxy);
+    let _ = first.shutdown().await;
+    let _ = second.shutdown().await;
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(100), events.recv()).await
+    {
+        log.push(event);
+    }
+    let presences: Vec<_> = log
+        .iter()
+        .filter_map(|e| match e {
+            GatewayEvent::Presence { conn, presence, .. } => Some((*conn, presence.clone())),
+            _ => None,
+        })
+        .collect();
+    // Presence never showed disconnected until the owner itself shut down.
+    assert_eq!(
+        &presences[..2],
+        [
+            (old, Presence::Connected),
+            (new, Presence::Replaced { old })
+        ],
+        "{log:?}"
+    );
+    assert!(
+        presences[2..]
+            .iter()
+            .all(|(conn, p)| *p != Presence::Disconnected || *conn == new),
+        "{log:?}"
+    );
+    assert!(log.iter().any(
+        |e| matches!(e, GatewayEvent::Closing { conn, why: CloseWhy::Replaced, .. } if *conn == old)
+    ));
+}
+
+fn discord_client(url: &str) -> (tether_tokio::Handle<Discord>, tether_tokio::Events<Discord>) {
+    let profile = Discord::builder(Identify::new(Token::new("token-bot"), 0))
+        .build()
+        .unwrap();
+    tether_tokio::connect(url, fast().build().unwrap(), profile).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_discord_resume_replays_missed_dispatches_in_order() {
+    let config = GatewayConfig::builder(ServerProfile::Discord)
+        .heartbeat_interval(Duration::from_millis(200))
+        .resume_window(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let (gateway, mut events, url) = gateway(config, GatewayOptions::default()).await;
+    let mut log = Vec::new();
+    let proxy = FaultProxy::start(gateway.local_addr().unwrap()).await;
+    let (client, mut client_events) = discord_client(&proxy.url());
+    until(&mut events, &mut log, |e| {
+        matches!(
+            e,
+            GatewayEvent::Presence {
+                presence: Presence::Connected,
+                ..
+            }
+        )
+    })
+    .await;
+    let mut seen = Vec::new();
+    let mut read_until = async |seen: &mut Vec<u32>, count: usize| {
+        tokio::time::timeout(LIMIT, async {
+            while seen.len() < count {
+                match client_events.next().await.unwrap() {
+                    Event::Message { message, .. } if message.name.as_str() == "N" => {
+                        seen.push(message.data.as_str().parse::<u32>().unwrap());
+                    }
+                    Event::ProtocolError { error, .. } => panic!("{error:?}"),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("dispatches arrive");
+    };
+    for n in 0..3 {
+        gateway
+            .dispatch("bot", "N", raw(&n.to_string()))
+            .await
+            .unwrap();
+    }
+    read_until(&mut seen, 3).await;
+    // The socket dies under the session and the way back stays shut for a while: the
+    // gateway notices, and dispatches wait for the resume.
+    proxy.set(Mode::Blackhole);
+    proxy.reset_all();
+    until(&mut events, &mut log, |e| {
+        matches!(
+            e,
+            GatewayEvent::Presence {
+                presence: Presence::Disconnected,
+                ..
+            }
+        )
+    })
+    .await;
+    for n in 3..5 {
+        let delivered = gateway
+            .dispatch("bot", "N", raw(&n.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(delivered.conn, None, "held for replay");
+    }
+    proxy.set(Mode::Pass);
+    let GatewayEvent::Resumed { replayed, .. } = until(&mut events, &mut log, |e| {
+        matches!(e, GatewayEvent::Resumed { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(replayed, 2);
+    // The client saw 0..5 once each, in order, and no protocol error.
+    read_until(&mut seen, 5).await;
+    assert_eq!(seen, [0, 1, 2, 3, 4]);
+    assert_eq!(client.stats().await.unwrap().resumed, 1);
+    let _ = client.shutdown().await;
+    let stats = gateway.stats().await.unwrap();
+    assert_eq!((stats.resumes, stats.replayed), (1, 2));
+    drop(url);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_not_buffered() {
+    let config = GatewayConfig::builder(ServerProfile::Discord)
+        .build()
+        .unwrap();
+    let options = GatewayOptions {
+        outbound_queue: 8,
+        ..GatewayOptions::default()
+    };
+    let (gateway, mut events, url) = gateway(config, options).await;
+    let mut log = Vec::new();
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.next().await.unwrap().unwrap(); // hello
+    ws.send(Message::text(
+        json!({"op": 2, "d": {"token": "token-slow"}}).to_string(),
+    ))
+    .await
+    .unwrap();
+    until(&mut events, &mut log, |e| {
+        matches!(e, GatewayEvent::Presence { .. })
+    })
+    .await;
+    // It never reads again; the gateway keeps dispatching 256 KiB events.
+    let big = raw(&format!("\"{}\"", "x".repeat(256 << 10)));
+    let mut sent = 0;
+    let closed = tokio::time::timeout(LIMIT, async {
+        loop {
+            if gateway.dispatch("slow", "BIG", big.clone()).await.is_err() {
+                return;
+            }
+            sent += 1;
+            if let Ok(Some(event)) =
+                tokio::time::timeout(Duration::from_millis(1), events.recv()).await
+            {
+                if matches!(
+                    event,
+                    GatewayEvent::Closing {
+                        why: CloseWhy::TooSlow,
+                        ..
+                    }
+                ) {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "closed after {sent} dispatches");
+    assert_eq!(gateway.stats().await.unwrap().too_slow, 1);
+    drop(ws);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_limit_upgrades_get_503_with_retry_after() {
+    let config = GatewayConfig::builder(ServerProfile::Discord)
+        .build()
+        .unwrap();
+    let options = GatewayOptions {
+        max_connections: 1,
+        retry_after_secs: 3,
+        ..GatewayOptions::default()
+    };
+    let (_gateway, _events, url) = gateway(config, options).await;
+    let (_held, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let refused = tokio_tungstenite::connect_async(&url).await.unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(response) = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_are_answered_with_the_profile_close_code() {
+    let config = GatewayConfig::builder(ServerProfile::Discord)
+        .handshake_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let (gateway, _events, url) = gateway(config, GatewayOptions::default()).await;
+    let close_code = |mut ws: tokio_tungstenite::WebSocketStream<_>| async move {
+        tokio::time::timeout(LIMIT, async {
+            while let Some(Ok(message)) = ws.next().await {
+                if let Message::Close(frame) = message {
+                    return frame.map(|f| u16::from(f.code));
+                }
+            }
+            None
+        })
+        .await
+        .unwrap()
+    };
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::text("{not json")).await.unwrap();
+    assert_eq!(close_code(ws).await, Some(4002));
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::Binary(vec![0u8; 4].into())).await.unwrap();
+    assert_eq!(close_code(ws).await, Some(4002));
+    // Never identifies: closed when the handshake time runs out.
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert_eq!(close_code(ws).await, Some(4009));
+    let stats = gateway.stats().await.unwrap();
+    assert_eq!((stats.bad_frames, stats.handshake_timeouts), (2, 1));
+    let _ = Frame::text("");
+}
