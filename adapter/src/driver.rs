@@ -140,7 +140,7 @@ where
         let (granted_tx, granted) = mpsc::unbounded_channel();
         Self {
             runtime,
-            watch: crate::watch::Watch::new(client.config()),
+            watch: crate::watch::Watch::new(client.config(), options.check_invariants),
             client,
             target,
             options,

@@ -20,6 +20,7 @@ pub struct Options {
     pub(crate) event_buffer: usize,
     pub(crate) socket_queue: usize,
     pub(crate) start_gate: Option<StartGate>,
+    pub(crate) check_invariants: bool,
     #[cfg(feature = "rustls")]
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -83,6 +84,7 @@ impl Default for OptionsBuilder {
                 event_buffer: 32,
                 socket_queue: 1024,
                 start_gate: None,
+                check_invariants: true,
                 #[cfg(feature = "rustls")]
                 tls: None,
             },
@@ -138,6 +140,14 @@ impl OptionsBuilder {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.options.start_gate = Some(Arc::new(move |conn| Box::pin(gate(conn))));
+        self
+    }
+
+    /// Whether the driver runs the core's invariant checker on everything the machine sees
+    /// and does, panicking on a violation. Only when built with the `invariants` feature
+    /// (then on by default); without it there is no checker and this does nothing.
+    pub fn check_invariants(mut self, yes: bool) -> Self {
+        self.options.check_invariants = yes;
         self
     }
 

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use tether_core::{Command, Config, Event, Input, RequestId};
 
+/// `None` when the application turned the checker off (benchmarks).
 #[cfg(feature = "invariants")]
-pub(crate) struct Watch(tether_core::invariants::ClientChecker);
+pub(crate) struct Watch(Option<Box<tether_core::invariants::ClientChecker>>);
 
 #[cfg(not(feature = "invariants"))]
 pub(crate) struct Watch;
@@ -21,49 +22,53 @@ fn broken(v: tether_core::invariants::Violation) -> ! {
 
 #[cfg(feature = "invariants")]
 impl Watch {
-    pub(crate) fn new(config: &Config) -> Self {
-        Self(tether_core::invariants::ClientChecker::new(config))
+    pub(crate) fn new(config: &Config, enabled: bool) -> Self {
+        Self(enabled.then(|| Box::new(tether_core::invariants::ClientChecker::new(config))))
     }
 
     pub(crate) fn input(&mut self, input: &Input) {
-        self.0.input(input);
+        if let Some(checker) = &mut self.0 {
+            checker.input(input);
+        }
     }
 
     pub(crate) fn call(&mut self, shutdown: bool) {
         use tether_core::invariants::Call;
-        self.0.call(if shutdown {
-            Call::Shutdown
-        } else {
-            Call::Other
-        });
+        if let Some(checker) = &mut self.0 {
+            checker.call(if shutdown {
+                Call::Shutdown
+            } else {
+                Call::Other
+            });
+        }
     }
 
     pub(crate) fn request(&mut self, id: RequestId) {
-        if let Err(v) = self.0.request_made(id) {
+        if let Some(Err(v)) = self.0.as_mut().map(|c| c.request_made(id)) {
             broken(v);
         }
     }
 
     pub(crate) fn command(&mut self, command: &Command) {
-        if let Err(v) = self.0.command(command) {
+        if let Some(Err(v)) = self.0.as_mut().map(|c| c.command(command)) {
             broken(v);
         }
     }
 
     pub(crate) fn event<M, R>(&mut self, event: &Event<M, R>) {
-        if let Err(v) = self.0.event(event) {
+        if let Some(Err(v)) = self.0.as_mut().map(|c| c.event(event)) {
             broken(v);
         }
     }
 
     pub(crate) fn after_timeout(&mut self, now: Instant, next: Option<Instant>) {
-        if let Err(v) = self.0.after_timeout(now, next) {
+        if let Some(Err(v)) = self.0.as_mut().map(|c| c.after_timeout(now, next)) {
             broken(v);
         }
     }
 
     pub(crate) fn bounds(&mut self, queued: (usize, usize)) {
-        if let Err(v) = self.0.bounds(queued) {
+        if let Some(Err(v)) = self.0.as_mut().map(|c| c.bounds(queued)) {
             broken(v);
         }
     }
@@ -71,7 +76,7 @@ impl Watch {
 
 #[cfg(not(feature = "invariants"))]
 impl Watch {
-    pub(crate) fn new(_config: &Config) -> Self {
+    pub(crate) fn new(_config: &Config, _enabled: bool) -> Self {
         Self
     }
     pub(crate) fn input(&mut self, _input: &Input) {}

@@ -27,10 +27,13 @@
 //! upgrade is answered `503 Service Unavailable` with `Retry-After`, which tether clients
 //! honour. The WebSocket upgrade (and TLS) must finish within the handshake timeout.
 
-use std::collections::HashMap;
+mod outbox;
+
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -48,7 +51,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
+
+use outbox::{Outbox, Refused};
 
 /// How the server runs its sockets; [`GatewayOptions::default`] suits most.
 #[derive(Debug, Clone)]
@@ -282,7 +288,7 @@ enum Call {
 
 enum ToDriver {
     Accepted {
-        socket: SocketSide,
+        socket: Arc<Outbox>,
         reply: oneshot::Sender<ConnId>,
     },
     Frame(ConnId, Frame),
@@ -290,17 +296,11 @@ enum ToDriver {
     Call(Call),
 }
 
-/// What the driver holds of one socket: its bounded queue and its close signal.
-struct SocketSide {
-    out: mpsc::Sender<Frame>,
-    close: Option<oneshot::Sender<CloseFrame>>,
-}
-
 struct Driver {
     gateway: Gateway,
     inbox: mpsc::Receiver<ToDriver>,
     events: mpsc::Sender<GatewayEvent>,
-    sockets: HashMap<ConnId, SocketSide>,
+    sockets: HashMap<ConnId, Arc<Outbox>>,
     invokes: HashMap<InvokeId, oneshot::Sender<InvokeOutcome<Answer>>>,
     stop_accepting: Option<oneshot::Sender<()>>,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
@@ -411,14 +411,14 @@ impl Driver {
                     let Some(socket) = self.sockets.get(&conn) else {
                         continue;
                     };
-                    if let Err(mpsc::error::TrySendError::Full(_)) = socket.out.try_send(frame) {
+                    if socket.push(frame) == Err(Refused::Full) {
                         tracing::debug!(%conn, "outbound queue full: closing a slow client");
                         self.gateway.too_slow(conn);
                     }
                 }
                 GatewayCommand::Close { conn, frame } => {
-                    if let Some(close) = self.sockets.get_mut(&conn).and_then(|s| s.close.take()) {
-                        let _ = close.send(frame);
+                    if let Some(socket) = self.sockets.get(&conn) {
+                        socket.close(frame);
                     }
                 }
             }
@@ -470,12 +470,14 @@ impl Acceptor {
             let _ = tcp.set_nodelay(true);
             let full = self.open.fetch_add(1, Ordering::AcqRel) >= self.options.max_connections;
             let guard = OpenGuard(self.open.clone());
-            let options = self.options.clone();
-            let timeout = self.handshake_timeout;
-            tokio::spawn(async move {
-                upgrade(tcp, calls, options, timeout, full).await;
-                drop(guard);
-            });
+            tokio::spawn(upgrade(
+                tcp,
+                calls,
+                self.options.clone(),
+                self.handshake_timeout,
+                full,
+                guard,
+            ));
         }
     }
 }
@@ -489,23 +491,30 @@ impl Drop for OpenGuard {
     }
 }
 
+/// Upgrades an accepted socket (TLS first, when configured) and serves it; `_open` counts
+/// it open until it ends.
 async fn upgrade(
     tcp: TcpStream,
     calls: mpsc::Sender<ToDriver>,
     options: Arc<GatewayOptions>,
     timeout: Duration,
     full: bool,
+    _open: OpenGuard,
 ) {
     let deadline = tokio::time::Instant::now() + timeout;
     #[cfg(feature = "rustls")]
     if let Some(tls) = options.tls.clone() {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        if let Ok(Ok(stream)) = tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
-            serve_socket(stream, calls, options, deadline, full).await;
+        // Boxed, like the upgrade below: a handshake's state lives on the heap only while it
+        // runs, instead of sizing the task that then holds the socket for hours.
+        let handshake = Box::pin(acceptor.accept(tcp));
+        if let Ok(Ok(stream)) = tokio::time::timeout_at(deadline, handshake).await {
+            Box::pin(serve_socket(stream, calls, options, deadline, full)).await;
         }
         return;
     }
-    serve_socket(tcp, calls, options, deadline, full).await;
+    // Boxed per stream type, so a plain socket never carries the size of a TLS one.
+    Box::pin(serve_socket(tcp, calls, options, deadline, full)).await;
 }
 
 async fn serve_socket<S>(
@@ -531,21 +540,15 @@ async fn serve_socket<S>(
         }
         Err(busy)
     };
-    let upgraded = tokio::time::timeout_at(
-        deadline,
-        tokio_tungstenite::accept_hdr_async_with_config(stream, refuse, Some(options.websocket)),
-    )
-    .await;
+    let upgrade =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, refuse, Some(options.websocket));
+    let upgraded = tokio::time::timeout_at(deadline, Box::pin(upgrade)).await;
     let Ok(Ok(ws)) = upgraded else {
         return;
     };
-    let (out, out_rx) = mpsc::channel(options.outbound_queue.max(1));
-    let (close, close_rx) = oneshot::channel();
+    let outbox = Arc::new(Outbox::new(options.outbound_queue));
     let (reply, conn) = oneshot::channel();
-    let socket = SocketSide {
-        out,
-        close: Some(close),
-    };
+    let socket = outbox.clone();
     if calls
         .send(ToDriver::Accepted { socket, reply })
         .await
@@ -557,107 +560,116 @@ async fn serve_socket<S>(
         return;
     };
     let span = tracing::debug_span!("gateway socket", %conn);
-    run_socket(ws, conn, calls, out_rx, close_rx, options.close_timeout)
-        .instrument(span)
-        .await;
+    let socket = run_socket(ws, conn, calls, &outbox, options.close_timeout);
+    Box::pin(socket.instrument(span)).await;
+    outbox.gone();
 }
 
-/// Reads the socket here and writes it from a task of its own, so a client that does not
-/// read never stops the server from reading it (or from closing it).
+/// What woke a socket's task.
+enum Step {
+    /// A message, the end of the stream, or a read error.
+    Read(Option<Result<Message, WsError>>),
+    /// The driver closes the socket with this frame.
+    Close(CloseFrame),
+    /// Writing failed: the socket is dead.
+    WriteFailed,
+}
+
+/// One task per socket reads it and writes it: frames from the driver are written as soon
+/// as the socket takes them, reads go on while a write waits, and a close from the driver
+/// is seen even while the client has stopped reading.
 async fn run_socket<S>(
-    ws: tokio_tungstenite::WebSocketStream<S>,
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
     conn: ConnId,
     calls: mpsc::Sender<ToDriver>,
-    out: mpsc::Receiver<Frame>,
-    close: oneshot::Receiver<CloseFrame>,
+    outbox: &Outbox,
     close_timeout: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sink, mut stream) = ws.split();
-    let (closing_tx, mut closing) = oneshot::channel();
-    let writer = tokio::spawn(write_socket(sink, out, close, closing_tx, close_timeout));
-    let mut linger: Option<tokio::time::Instant> = None;
+    let mut batch = VecDeque::new();
+    let mut unflushed = false;
     loop {
-        let wait = async {
-            match linger {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
+        let step = std::future::poll_fn(|cx| {
+            // A close gets through even while writes wait for a client that does not read.
+            if let Poll::Ready(frame) = outbox.poll_close(cx) {
+                return Poll::Ready(Step::Close(frame));
             }
-        };
-        tokio::select! {
-            read = stream.next() => match read {
-                Some(Ok(message)) => match wire::read(message) {
-                    wire::Read::Frame(frame) => {
-                        if calls.send(ToDriver::Frame(conn, frame)).await.is_err() {
-                            break;
-                        }
+            if batch.is_empty() {
+                outbox.take_frames(&mut batch);
+            }
+            if write_ready(&mut ws, &mut batch, &mut unflushed, cx).is_err() {
+                return Poll::Ready(Step::WriteFailed);
+            }
+            ws.poll_next_unpin(cx).map(Step::Read)
+        })
+        .await;
+        match step {
+            Step::Read(Some(Ok(message))) => match wire::read(message) {
+                wire::Read::Frame(frame) => {
+                    if calls.send(ToDriver::Frame(conn, frame)).await.is_err() {
+                        break;
                     }
-                    wire::Read::Close(_) | wire::Read::Nothing => {}
-                },
-                Some(Err(_)) | None => break,
+                }
+                wire::Read::Close(_) | wire::Read::Nothing => {}
             },
-            sent = &mut closing, if linger.is_none() => match sent {
-                // Our close went out: give the client a moment to answer it.
-                Ok(true) => linger = Some(tokio::time::Instant::now() + close_timeout),
-                // The close could not be written (the client stopped reading): drop now.
-                Ok(false) | Err(_) => break,
-            },
-            () = wait => break,
+            Step::Read(_) | Step::WriteFailed => break,
+            Step::Close(frame) => {
+                // Boxed: a closing socket's state need not size every open one.
+                Box::pin(linger(&mut ws, frame, close_timeout)).await;
+                break;
+            }
         }
     }
-    writer.abort();
     let _ = calls.send(ToDriver::Ended(conn)).await;
 }
 
-async fn write_socket<S>(
-    mut sink: futures_util::stream::SplitSink<
-        tokio_tungstenite::WebSocketStream<S>,
-        tokio_tungstenite::tungstenite::Message,
-    >,
-    mut out: mpsc::Receiver<Frame>,
-    mut close: oneshot::Receiver<CloseFrame>,
-    closing: oneshot::Sender<bool>,
-    close_timeout: Duration,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+/// Moves the batch into the socket while it takes frames, and flushes. `Err`: the socket
+/// failed.
+fn write_ready<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    batch: &mut VecDeque<Frame>,
+    unflushed: &mut bool,
+    cx: &mut Context<'_>,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
 {
-    loop {
-        let frame = tokio::select! {
-            biased;
-            frame = &mut close => {
-                let sent = match frame {
-                    Ok(frame) => matches!(
-                        tokio::time::timeout(close_timeout, sink.send(wire::close(frame))).await,
-                        Ok(Ok(()))
-                    ),
-                    Err(_) => false,
-                };
-                let _ = closing.send(sent);
-                return;
-            }
-            frame = out.recv() => frame,
-        };
-        let Some(frame) = frame else {
-            return;
-        };
-        let write = async {
-            sink.feed(wire::write(frame)).await?;
-            while let Ok(frame) = out.try_recv() {
-                sink.feed(wire::write(frame)).await?;
-            }
-            sink.flush().await
-        };
-        tokio::select! {
-            written = write => if written.is_err() {
-                let _ = closing.send(false);
-                return;
-            },
-            // Closed while a write is stuck: the client is not reading; give up on it.
-            _ = &mut close => {
-                let _ = closing.send(false);
-                return;
-            }
+    while !batch.is_empty() {
+        match ws.poll_ready_unpin(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Ok(()),
+        }
+        if let Some(frame) = batch.pop_front() {
+            ws.start_send_unpin(wire::write(frame))?;
+            *unflushed = true;
         }
     }
+    if *unflushed {
+        match ws.poll_flush_unpin(cx) {
+            Poll::Ready(Ok(())) => *unflushed = false,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => {}
+        }
+    }
+    Ok(())
+}
+
+/// Sends our close frame and gives the client `limit` to answer it; a client that does not
+/// read is dropped when the time is up.
+async fn linger<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    frame: CloseFrame,
+    limit: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = tokio::time::timeout(limit, async {
+        if ws.send(wire::close(frame)).await.is_err() {
+            return;
+        }
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
 }

@@ -1,0 +1,6 @@
+//! `tether bench`: the project's benchmarks behind one command, each printing a table.
+
+pub mod capacity;
+pub mod echo;
+pub mod node;
+pub mod proc;

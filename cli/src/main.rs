@@ -1,0 +1,149 @@
+//! `tether`: the demo, a resilient client, a gateway with faults on demand, and the
+//! benchmarks.
+//!
+//! Exit codes: 0 success; 1 the command ran and failed (a broken invariant in the demo, a
+//! session that stopped on a fatal error, a benchmark that could not run); 2 bad arguments.
+
+// A binary: `pub` marks what a module offers the rest of the command.
+#![allow(unreachable_pub)]
+
+mod bench;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use bench::node::Implementation;
+
+/// Keeps long-lived WebSocket sessions correct.
+#[derive(Debug, Parser)]
+#[command(name = "tether", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Runs the benchmarks, each printing a table.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+    /// One process of a capacity run (started by `tether bench`).
+    #[command(hide = true)]
+    BenchNode {
+        #[command(subcommand)]
+        node: NodeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Echo throughput, tether-tokio against raw tokio-tungstenite.
+    Echo,
+    /// Sessions held by one gateway: memory per session and heartbeat CPU on each side,
+    /// tether against bare tokio-tungstenite.
+    Scale {
+        /// Session counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 10000])]
+        sessions: Vec<usize>,
+    },
+    /// The gateway killed and restarted under its clients: time back to all ready, and the
+    /// connection rate's peak against its mean.
+    Storm {
+        /// Sessions.
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    Gateway {
+        #[arg(long = "impl", value_enum)]
+        implementation: Implementation,
+        #[arg(long)]
+        listen: String,
+        #[arg(long, default_value_t = 1000)]
+        heartbeat_ms: u64,
+    },
+    Clients {
+        #[arg(long = "impl", value_enum)]
+        implementation: Implementation,
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 500)]
+        ramp: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help and version to stdout with success, errors to stderr with 2.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tether: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Commands) -> ExitCode {
+    let outcome: Result<(), String> = match command {
+        Commands::Bench { which } => match which {
+            BenchCommand::Echo => bench::echo::echo().await.map(drop),
+            BenchCommand::Scale { sessions } => bench::capacity::scale(&sessions)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            BenchCommand::Storm { sessions } => bench::capacity::storm(sessions)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        },
+        Commands::BenchNode { node } => match node {
+            NodeCommand::Gateway {
+                implementation,
+                listen,
+                heartbeat_ms,
+            } => bench::node::gateway(implementation, &listen, Duration::from_millis(heartbeat_ms))
+                .await
+                .map_err(|e| e.to_string()),
+            NodeCommand::Clients {
+                implementation,
+                url,
+                count,
+                ramp,
+            } => bench::node::clients(implementation, url, count, ramp)
+                .await
+                .map_err(|e| e.to_string()),
+        },
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tether: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
