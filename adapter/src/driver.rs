@@ -94,12 +94,8 @@ pub(crate) struct Driver<R: Runtime, P: Protocol> {
     options: Options,
     tls: Option<Tls>,
     calls: mpsc::Receiver<Call<P>>,
-    dialed_tx: mpsc::UnboundedSender<socket::Dialed<R::Socket>>,
-    dialed: mpsc::UnboundedReceiver<socket::Dialed<R::Socket>>,
-    write_failed_tx: mpsc::UnboundedSender<(ConnId, CloseCause)>,
-    write_failed: mpsc::UnboundedReceiver<(ConnId, CloseCause)>,
-    granted_tx: mpsc::UnboundedSender<ConnId>,
-    granted: mpsc::UnboundedReceiver<ConnId>,
+    news_tx: mpsc::UnboundedSender<socket::News<R::Socket>>,
+    news: mpsc::UnboundedReceiver<socket::News<R::Socket>>,
     /// The read half of every open socket: the driver reads them itself, so what a
     /// socket reads reaches the machine with no hop in between.
     readers: Vec<Reader<R::Socket>>,
@@ -135,9 +131,7 @@ where
         calls: mpsc::Receiver<Call<P>>,
         events: EventSender<P>,
     ) -> Self {
-        let (dialed_tx, dialed) = mpsc::unbounded_channel();
-        let (write_failed_tx, write_failed) = mpsc::unbounded_channel();
-        let (granted_tx, granted) = mpsc::unbounded_channel();
+        let (news_tx, news) = mpsc::unbounded_channel();
         Self {
             runtime,
             watch: crate::watch::Watch::new(client.config(), options.check_invariants),
@@ -146,12 +140,8 @@ where
             options,
             tls,
             calls,
-            dialed_tx,
-            dialed,
-            write_failed_tx,
-            write_failed,
-            granted_tx,
-            granted,
+            news_tx,
+            news,
             readers: Vec::new(),
             read_cursor: 0,
             writers: Vec::new(),
@@ -189,15 +179,17 @@ where
             let wake = tokio::select! {
                 call = self.calls.recv(), if !handles_gone && blocked.is_none() => Wake::Call(call),
                 () = async { if let Some(shared) = &blocked { shared.room().await } }, if blocked.is_some() => Wake::Room,
-                Some((conn, cause)) = self.write_failed.recv() => Wake::WriteFailed(conn, cause),
+                Some(news) = self.news.recv() => match news {
+                    socket::News::Dialed(conn, opened) => Wake::Dialed((conn, *opened)),
+                    socket::News::WriteFailed(conn, cause) => Wake::WriteFailed(conn, *cause),
+                    socket::News::Granted(conn) => Wake::Granted(conn),
+                },
                 // Only when the application is behind: the driver waits for it to take
                 // some events before reading any more.
                 () = self.events.room(), if !room_for_events => Wake::Room,
                 (conn, read) = std::future::poll_fn(|cx| {
                     socket::poll_readers(&mut self.readers, &mut self.read_cursor, cx)
                 }), if room_for_events && !self.readers.is_empty() => Wake::Read(conn, read),
-                Some(dialed) = self.dialed.recv() => Wake::Dialed(dialed),
-                Some(conn) = self.granted.recv() => Wake::Granted(conn),
                 () = std::future::poll_fn(|cx| match sleep.as_mut() {
                     Some(sleep) => sleep.as_mut().poll(cx),
                     None => std::task::Poll::Pending,
@@ -398,7 +390,7 @@ where
                     &self.runtime,
                     conn,
                     sink,
-                    self.write_failed_tx.clone(),
+                    self.news_tx.clone(),
                 ));
                 self.readers.push(Reader::new(conn, stream));
                 socket.span.in_scope(|| debug!("opened"));
@@ -450,10 +442,10 @@ where
             Command::RequestStart { conn } => match &self.options.start_gate {
                 Some(gate) => {
                     let permit = gate(conn);
-                    let granted = self.granted_tx.clone();
+                    let granted = self.news_tx.clone();
                     self.runtime.spawn_detached(async move {
                         permit.await;
-                        let _ = granted.send(conn);
+                        let _ = granted.send(socket::News::Granted(conn));
                     });
                 }
                 // No gate given: the start is granted at once.
@@ -473,7 +465,7 @@ where
             request,
             self.options.websocket,
             self.tls.clone(),
-            self.dialed_tx.clone(),
+            self.news_tx.clone(),
         );
         let span = debug_span!("conn", id = conn.get());
         let dialing = self.runtime.spawn(dial.instrument(span.clone()));

@@ -32,6 +32,18 @@ pub(crate) type WriteHalf<S> = futures_util::stream::SplitSink<S, Message>;
 /// The result of one open, for the driver.
 pub(crate) type Dialed<S> = (ConnId, Result<S, OpenError>);
 
+/// What a session's tasks tell its driver, on one channel: a channel allocates a block of
+/// slots up front, and a process may hold thousands of sessions. Large payloads are boxed
+/// so the slots stay small.
+pub(crate) enum News<S> {
+    /// An open attempt resolved.
+    Dialed(ConnId, Box<Result<S, OpenError>>),
+    /// Writing to a socket failed.
+    WriteFailed(ConnId, Box<CloseCause>),
+    /// The start gate granted a session start.
+    Granted(ConnId),
+}
+
 /// Opens one socket through the runtime and hands it (or why it failed) to the driver.
 pub(crate) async fn dial<R: Runtime>(
     runtime: R,
@@ -39,7 +51,7 @@ pub(crate) async fn dial<R: Runtime>(
     request: Result<tungstenite::handshake::client::Request, OpenError>,
     websocket: tungstenite::protocol::WebSocketConfig,
     tls: Option<Tls>,
-    done: mpsc::UnboundedSender<Dialed<R::Socket>>,
+    done: mpsc::UnboundedSender<News<R::Socket>>,
 ) {
     let opened = match request {
         Ok(request) => runtime.connect(request, websocket, tls).await,
@@ -48,7 +60,7 @@ pub(crate) async fn dial<R: Runtime>(
     if let Err(error) = &opened {
         debug!(conn = conn.get(), %error, "open failed");
     }
-    let _ = done.send((conn, opened));
+    let _ = done.send(News::Dialed(conn, Box::new(opened)));
 }
 
 /// The write side of one open socket. The driver collects each turn's frames into a
@@ -70,7 +82,7 @@ impl<R: Runtime> Writer<R> {
         runtime: &R,
         conn: ConnId,
         sink: WriteHalf<R::Socket>,
-        failed: mpsc::UnboundedSender<(ConnId, CloseCause)>,
+        failed: mpsc::UnboundedSender<News<R::Socket>>,
     ) -> Self {
         let handoff = Arc::new(Handoff::new());
         let task = Some(runtime.spawn(write_batches(conn, sink, handoff.clone(), failed)));
@@ -128,7 +140,7 @@ async fn write_batches<S>(
     conn: ConnId,
     mut sink: WriteHalf<S>,
     handoff: Arc<Handoff<Message>>,
-    failed: mpsc::UnboundedSender<(ConnId, CloseCause)>,
+    failed: mpsc::UnboundedSender<News<S>>,
 ) where
     S: futures_util::Sink<Message, Error = tungstenite::Error> + futures_util::Stream,
 {
@@ -141,7 +153,10 @@ async fn write_batches<S>(
         let n = local.len();
         while let Some(message) = local.pop_front() {
             if let Err(error) = sink.feed(message).await {
-                let _ = failed.send((conn, wire::closed_by(&error, None)));
+                let _ = failed.send(News::WriteFailed(
+                    conn,
+                    Box::new(wire::closed_by(&error, None)),
+                ));
                 return;
             }
         }
@@ -153,7 +168,10 @@ async fn write_batches<S>(
         }
         if handoff.in_flight() == 0 {
             if let Err(error) = sink.flush().await {
-                let _ = failed.send((conn, wire::closed_by(&error, None)));
+                let _ = failed.send(News::WriteFailed(
+                    conn,
+                    Box::new(wire::closed_by(&error, None)),
+                ));
                 return;
             }
         }
