@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tether_core::gateway::{
-    CloseWhy, Credentials, Delivered, Gateway, GatewayCommand, GatewayConfig, GatewayError,
+    CloseWhy, Credentials, Delivered, Faults, Gateway, GatewayCommand, GatewayConfig, GatewayError,
     GatewayEvent, PeerId, Rejection, ServerProfile,
 };
 use tether_core::registry::{InvokeOutcome, Presence};
@@ -105,6 +105,7 @@ impl Server {
                 } => (conn, Wire::Json(serde_json::from_str(t.as_str()).unwrap())),
                 GatewayCommand::Send { conn, frame } => panic!("{conn}: {frame:?}"),
                 GatewayCommand::Close { conn, frame } => (conn, Wire::Close(frame)),
+                GatewayCommand::Abort { conn } => (conn, Wire::Abort),
             })
             .collect()
     }
@@ -140,6 +141,7 @@ impl Server {
 enum Wire {
     Json(Value),
     Close(CloseFrame),
+    Abort,
 }
 
 fn raw(s: &str) -> Box<RawValue> {
@@ -479,7 +481,7 @@ fn rpc_connect_welcome_ping_ticks_and_messages() {
         .into_iter()
         .map(|(_, w)| match w {
             Wire::Json(v) => v,
-            Wire::Close(c) => panic!("{c}"),
+            other => panic!("{other:?}"),
         })
         .collect();
     assert_eq!(
@@ -764,7 +766,7 @@ proptest! {
                 prop_assert!(!m.closed_commands.contains(&conn), "{conn} written after close: {wire:?}");
                 prop_assert!(!m.socket_gone.contains(&conn), "{conn} written after it ended");
                 match wire {
-                    Wire::Close(_) => { m.closed_commands.insert(conn); }
+                    Wire::Close(_) | Wire::Abort => { m.closed_commands.insert(conn); }
                     Wire::Json(v) if v["op"] == 0 => {
                         let seq = v["s"].as_u64().unwrap();
                         if v["t"] == "READY" {
@@ -807,4 +809,59 @@ proptest! {
             prop_assert!(s.gw.poll_timeout().is_none_or(|at| at > s.now), "I7: no deadline left behind");
         }
     }
+}
+
+#[test]
+fn faults_on_demand_stall_hello_stop_acks_refuse_resumes_and_cut_sockets() {
+    let mut s = Server::discord();
+    s.gw.set_faults(Faults {
+        stall_hello: true,
+        ..Faults::default()
+    });
+    let silent = s.accept();
+    assert_eq!(s.commands(), [], "no hello");
+    s.gw.set_faults(Faults {
+        ack_heartbeats: Some(1),
+        ..Faults::default()
+    });
+    let bot = s.identify("bot");
+    let id = session_id(&s.commands());
+    s.json(bot, json!({"op": 1, "d": 1}));
+    s.json(bot, json!({"op": 1, "d": 1}));
+    let acks = s
+        .commands()
+        .iter()
+        .filter(|(_, w)| *w == Wire::Json(json!({"op": 11})))
+        .count();
+    assert_eq!(acks, 1, "only the first heartbeat is acked");
+    s.close(bot);
+    s.gw.set_faults(Faults {
+        invalid_session_rate: 1.0,
+        ..Faults::default()
+    });
+    let again = s.accept();
+    s.json(
+        again,
+        json!({"op": 6, "d": {"token": "token-bot", "session_id": id, "seq": 1}}),
+    );
+    assert!(
+        s.commands()
+            .contains(&(again, Wire::Json(json!({"op": 9, "d": false}))))
+    );
+    s.gw.set_faults(Faults {
+        drop_after: Some(Duration::from_millis(300)),
+        ..Faults::default()
+    });
+    s.json(again, json!({"op": 2, "d": {"token": "token-bot"}}));
+    s.commands();
+    s.elapse_ms(300);
+    assert_eq!(s.commands(), [(again, Wire::Abort)]);
+    assert!(s.events().iter().any(|e| matches!(
+        e,
+        GatewayEvent::Closing {
+            why: CloseWhy::Dropped,
+            ..
+        }
+    )));
+    let _ = silent;
 }

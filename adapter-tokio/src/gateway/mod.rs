@@ -40,8 +40,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::value::RawValue;
 use tether_adapter::wire;
 use tether_core::gateway::{
-    Answer, Authenticator, Gateway, GatewayCommand, GatewayConfig, GatewayError, GatewayEvent,
-    GatewayStats,
+    Answer, Authenticator, Faults, Gateway, GatewayCommand, GatewayConfig, GatewayError,
+    GatewayEvent, GatewayStats,
 };
 use tether_core::registry::{InvokeId, InvokeOutcome};
 use tether_core::{CloseFrame, ConnId, Frame};
@@ -229,6 +229,11 @@ impl GatewayHandle {
         self.call(|reply| Call::Owner { peer, reply }).await
     }
 
+    /// Misbehaves as `faults` say from now on, for testing clients.
+    pub async fn set_faults(&self, faults: Faults) -> Result<(), ServeError> {
+        self.call(|reply| Call::Faults { faults, reply }).await
+    }
+
     /// The gateway's counters.
     pub async fn stats(&self) -> Result<GatewayStats, ServeError> {
         self.call(|reply| Call::Stats { reply }).await
@@ -280,6 +285,10 @@ enum Call {
     },
     Stats {
         reply: oneshot::Sender<GatewayStats>,
+    },
+    Faults {
+        faults: Faults,
+        reply: oneshot::Sender<()>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -393,6 +402,10 @@ impl Driver {
             Call::Stats { reply } => {
                 let _ = reply.send(self.gateway.stats());
             }
+            Call::Faults { faults, reply } => {
+                self.gateway.set_faults(faults);
+                let _ = reply.send(());
+            }
             Call::Shutdown { reply } => {
                 if let Some(stop) = self.stop_accepting.take() {
                     let _ = stop.send(());
@@ -418,7 +431,12 @@ impl Driver {
                 }
                 GatewayCommand::Close { conn, frame } => {
                     if let Some(socket) = self.sockets.get(&conn) {
-                        socket.close(frame);
+                        socket.close(Some(frame));
+                    }
+                }
+                GatewayCommand::Abort { conn } => {
+                    if let Some(socket) = self.sockets.get(&conn) {
+                        socket.close(None);
                     }
                 }
             }
@@ -569,8 +587,8 @@ async fn serve_socket<S>(
 enum Step {
     /// A message, the end of the stream, or a read error.
     Read(Option<Result<Message, WsError>>),
-    /// The driver closes the socket with this frame.
-    Close(CloseFrame),
+    /// The driver closes the socket with this frame, or cuts it (`None`).
+    Close(Option<CloseFrame>),
     /// Writing failed: the socket is dead.
     WriteFailed,
 }
@@ -614,11 +632,12 @@ async fn run_socket<S>(
                 wire::Read::Close(_) | wire::Read::Nothing => {}
             },
             Step::Read(_) | Step::WriteFailed => break,
-            Step::Close(frame) => {
+            Step::Close(Some(frame)) => {
                 // Boxed: a closing socket's state need not size every open one.
                 Box::pin(linger(&mut ws, frame, close_timeout)).await;
                 break;
             }
+            Step::Close(None) => break,
         }
     }
     let _ = calls.send(ToDriver::Ended(conn)).await;

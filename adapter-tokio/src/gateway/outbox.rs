@@ -21,7 +21,8 @@ pub(crate) enum Refused {
 #[derive(Default)]
 struct State {
     frames: VecDeque<Frame>,
-    close: Option<CloseFrame>,
+    /// The close asked for: with a frame, or `None` to cut the socket without one.
+    close: Option<Option<CloseFrame>>,
     /// A close was asked for (and possibly taken already).
     closing: bool,
     /// The socket's task has ended.
@@ -62,9 +63,9 @@ impl Outbox {
         Ok(())
     }
 
-    /// Asks the socket to close with `frame`; frames still waiting are dropped, since the
-    /// gateway has given the connection up.
-    pub(crate) fn close(&self, frame: CloseFrame) {
+    /// Asks the socket to close with `frame`, or to be cut with no close frame (`None`);
+    /// frames still waiting are dropped, since the gateway has given the connection up.
+    pub(crate) fn close(&self, frame: Option<CloseFrame>) {
         let mut state = self.state();
         if state.closing {
             return;
@@ -78,7 +79,7 @@ impl Outbox {
 
     /// The close the driver asked for, once. Registers the socket's task to be woken by
     /// anything the driver hands over afterwards.
-    pub(crate) fn poll_close(&self, cx: &mut Context<'_>) -> Poll<CloseFrame> {
+    pub(crate) fn poll_close(&self, cx: &mut Context<'_>) -> Poll<Option<CloseFrame>> {
         self.socket.register(cx.waker());
         match self.state().close.take() {
             Some(frame) => Poll::Ready(frame),
@@ -121,9 +122,9 @@ mod tests {
         assert_eq!(local.len(), 2);
         local.clear();
         outbox.push(Frame::text("d")).ok();
-        outbox.close(CloseFrame::new(1008, "slow"));
+        outbox.close(Some(CloseFrame::new(1008, "slow")));
         assert_eq!(outbox.push(Frame::text("e")), Err(Refused::Closed));
-        assert!(matches!(outbox.poll_close(&mut cx), Poll::Ready(f) if f.code == 1008));
+        assert!(matches!(outbox.poll_close(&mut cx), Poll::Ready(Some(f)) if f.code == 1008));
         outbox.take_frames(&mut local);
         assert!(local.is_empty(), "frames behind a close are dropped");
         assert!(

@@ -90,6 +90,12 @@ pub enum GatewayCommand {
         /// The frame.
         frame: Frame,
     },
+    /// Cut `conn`'s socket with no close frame (a fault on demand); then report
+    /// [`handle_close`](Gateway::handle_close).
+    Abort {
+        /// The socket.
+        conn: ConnId,
+    },
     /// Send `frame` and close `conn`'s socket; then report
     /// [`handle_close`](Gateway::handle_close). Nothing more is written on it.
     Close {
@@ -123,6 +129,8 @@ pub enum CloseWhy {
     TooSlow,
     /// The gateway is going away.
     Shutdown,
+    /// A fault on demand ([`Faults::drop_after`]): the socket is cut with no close frame.
+    Dropped,
 }
 
 impl CloseWhy {
@@ -146,8 +154,24 @@ impl CloseWhy {
             Self::Unresponsive => CloseFrame::new(4000, "no heartbeat in time"),
             Self::TooSlow => CloseFrame::new(1008, "too slow: outbound queue full"),
             Self::Shutdown => CloseFrame::new(1001, "going away"),
+            // Never written: a dropped socket gets no close frame.
+            Self::Dropped => CloseFrame::new(1006, "dropped"),
         }
     }
+}
+
+/// Misbehaviour on demand, for testing clients against a gateway that fails the ways real
+/// ones do. The default is none.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Faults {
+    /// Accept sockets but never greet them: no hello (discord), no challenge (rpc).
+    pub stall_hello: bool,
+    /// Acknowledge only this many heartbeats (discord) or pings (rpc) per connection.
+    pub ack_heartbeats: Option<u64>,
+    /// Refuse this fraction (0 to 1) of otherwise valid resumes with an invalid session.
+    pub invalid_session_rate: f64,
+    /// Cut every connection, with no close frame, this long after it became ready.
+    pub drop_after: Option<Duration>,
 }
 
 /// What the application learns, in order.
@@ -276,6 +300,10 @@ struct Conn {
     events: u64,
     /// rpc: when the next tick is due.
     tick: Option<Instant>,
+    /// Heartbeats (or pings) acknowledged on this connection.
+    acked: u64,
+    /// When a [`Faults::drop_after`] cut is due.
+    drop_at: Option<Instant>,
 }
 
 /// The gateway machine. See the [module documentation](self).
@@ -287,6 +315,8 @@ pub struct Gateway {
     sessions: Sessions,
     handshakes: BTreeSet<(Instant, ConnId)>,
     ticks: BTreeSet<(Instant, ConnId)>,
+    drops: BTreeSet<(Instant, ConnId)>,
+    faults: Faults,
     commands: VecDeque<GatewayCommand>,
     events: VecDeque<GatewayEvent>,
     stats: GatewayStats,
@@ -316,6 +346,8 @@ impl Gateway {
             conns: HashMap::new(),
             handshakes: BTreeSet::new(),
             ticks: BTreeSet::new(),
+            drops: BTreeSet::new(),
+            faults: Faults::default(),
             commands: VecDeque::new(),
             events: VecDeque::new(),
             stats: GatewayStats::default(),
@@ -328,6 +360,17 @@ impl Gateway {
         &self.config
     }
 
+    /// Misbehaves as `faults` say from now on (for testing clients); `Faults::default()`
+    /// behaves again.
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.faults = faults;
+    }
+
+    /// The faults in force.
+    pub fn faults(&self) -> Faults {
+        self.faults
+    }
+
     /// A socket was accepted: its generation, never reused. The greeting (hello, or the
     /// rpc challenge) is queued, and the handshake must complete within its timeout.
     pub fn accept(&mut self, now: Instant) -> ConnId {
@@ -336,6 +379,7 @@ impl Gateway {
         self.handshakes.insert((due, conn));
         let mut nonce = None;
         match self.config.profile {
+            _ if self.faults.stall_hello => {}
             ServerProfile::Discord => self.write(conn, wire::hello(self.config.heartbeat_interval)),
             ServerProfile::Rpc if self.config.challenge => {
                 let n = format!("{:016x}", self.rng.u64(..));
@@ -351,6 +395,8 @@ impl Gateway {
                 nonce,
                 events: 0,
                 tick: None,
+                acked: 0,
+                drop_at: None,
             },
         );
         conn
@@ -426,6 +472,13 @@ impl Gateway {
                 self.write(conn, wire::rpc_tick());
             }
         }
+        while let Some(&(at, conn)) = self.drops.first() {
+            if at > now {
+                break;
+            }
+            self.drops.remove(&(at, conn));
+            self.close(conn, CloseWhy::Dropped);
+        }
         self.stats.expired_sessions += self.sessions.expire(now) as u64;
     }
 
@@ -436,6 +489,7 @@ impl Gateway {
             self.registry.poll_timeout(),
             self.handshakes.first().map(|&(at, _)| at),
             self.ticks.first().map(|&(at, _)| at),
+            self.drops.first().map(|&(at, _)| at),
             self.sessions.next_expiry(),
         ]
         .into_iter()
@@ -580,6 +634,9 @@ impl Gateway {
         };
         let left = std::mem::replace(&mut state.phase, Phase::Closing);
         let tick = state.tick.take();
+        if let Some(at) = state.drop_at.take() {
+            self.drops.remove(&(at, conn));
+        }
         let peer = match left {
             Phase::Closing => return,
             Phase::Handshake { due } => {
@@ -594,9 +651,12 @@ impl Gateway {
         if why == CloseWhy::Unresponsive {
             self.stats.unresponsive += 1;
         }
-        self.commands.push_back(GatewayCommand::Close {
-            conn,
-            frame: why.frame(self.config.profile),
+        self.commands.push_back(match why {
+            CloseWhy::Dropped => GatewayCommand::Abort { conn },
+            _ => GatewayCommand::Close {
+                conn,
+                frame: why.frame(self.config.profile),
+            },
         });
         self.events
             .push_back(GatewayEvent::Closing { conn, peer, why });
@@ -611,6 +671,11 @@ impl Gateway {
             self.handshakes.remove(&(due, conn));
         }
         state.phase = Phase::Ready { peer: peer.clone() };
+        if let Some(after_ready) = self.faults.drop_after {
+            let at = after(now, after_ready);
+            state.drop_at = Some(at);
+            self.drops.insert((at, conn));
+        }
         if self.config.profile == ServerProfile::Rpc {
             let next = after(now, self.config.heartbeat_interval);
             state.tick = Some(next);
@@ -639,7 +704,9 @@ impl Gateway {
         };
         match (frame, ready) {
             (DiscordIn::Heartbeat, ready) => {
-                self.write(conn, wire::heartbeat_ack());
+                if self.ack_allowed(conn) {
+                    self.write(conn, wire::heartbeat_ack());
+                }
                 if ready.is_some() {
                     self.registry.beat(conn, now);
                 }
@@ -713,7 +780,14 @@ impl Gateway {
         seq: Option<u64>,
         now: Instant,
     ) {
-        match self.sessions.resume(session_id, &peer, seq, conn) {
+        let refused_on_demand = self.faults.invalid_session_rate > 0.0
+            && self.rng.f64() < self.faults.invalid_session_rate;
+        let resumed = if refused_on_demand {
+            Err(ResumeRefused::Unknown)
+        } else {
+            self.sessions.resume(session_id, &peer, seq, conn)
+        };
+        match resumed {
             Ok((_, missed)) => {
                 self.ready(conn, peer.clone(), now);
                 let replayed = missed.len();
@@ -757,8 +831,10 @@ impl Gateway {
                 self.write(conn, reply);
             }
             (RpcIn::Ping { id }, _) => {
-                let reply = wire::rpc_ok(id.get(), "null");
-                self.write(conn, reply);
+                if self.ack_allowed(conn) {
+                    let reply = wire::rpc_ok(id.get(), "null");
+                    self.write(conn, reply);
+                }
             }
             (RpcIn::Application, Some(peer)) => {
                 self.events
@@ -874,6 +950,19 @@ impl Gateway {
         }
     }
 
+    /// Counts a heartbeat acknowledged, unless [`Faults::ack_heartbeats`] says no more.
+    fn ack_allowed(&mut self, conn: ConnId) -> bool {
+        let limit = self.faults.ack_heartbeats;
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if limit.is_some_and(|limit| state.acked >= limit) {
+            return false;
+        }
+        state.acked += 1;
+        true
+    }
+
     fn write(&mut self, conn: ConnId, frame: Frame) {
         self.commands
             .push_back(GatewayCommand::Send { conn, frame });
@@ -896,6 +985,9 @@ impl Gateway {
         }
         if let Some(at) = state.tick {
             self.ticks.remove(&(at, conn));
+        }
+        if let Some(at) = state.drop_at {
+            self.drops.remove(&(at, conn));
         }
     }
 }
