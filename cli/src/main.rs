@@ -8,6 +8,9 @@
 #![allow(unreachable_pub)]
 
 mod bench;
+mod connect;
+mod gateway;
+mod report;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -26,6 +29,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Commands {
+    /// A resilient interactive client: stdin lines are sent, messages printed, and the
+    /// session survives drops, zombies and restarts.
+    Connect(connect::ConnectArgs),
+    /// A gateway server with faults on demand, for testing clients.
+    Gateway(gateway::GatewayArgs),
     /// Runs the benchmarks, each printing a table.
     Bench {
         #[command(subcommand)]
@@ -110,6 +118,17 @@ fn main() -> ExitCode {
 
 async fn run(command: Commands) -> ExitCode {
     let outcome: Result<(), String> = match command {
+        Commands::Connect(args) => {
+            return match connect::run(args).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(failure) => {
+                    eprintln!("tether connect: {}", failure.message);
+                    ExitCode::from(if failure.usage { 2 } else { 1 })
+                }
+            };
+        }
+        Commands::Gateway(args) => gateway::run(args).await,
         Commands::Bench { which } => match which {
             BenchCommand::Echo => bench::echo::echo().await.map(drop),
             BenchCommand::Scale { sessions } => bench::capacity::scale(&sessions)
