@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tether_core::{Config, Discord, Event, Frame, Identify, Plain, Rpc, RpcRequest, StopReason, Token};
+use tether_core::{
+    Config, Discord, Event, Frame, Identify, Plain, Rpc, RpcRequest, StopReason, Token,
+};
 use tether_tokio::{Events, Handle, IntoClientRequest, Profile};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
@@ -88,20 +90,28 @@ impl ConnectArgs {
                     .map_err(|e| usage(format!("--identify {}: {e}", path.display())))?;
                 match serde_json::from_str::<Value>(&text) {
                     Ok(Value::Object(fields)) => fields,
-                    Ok(_) => return Err(usage(format!("--identify {}: not a JSON object", path.display()))),
+                    Ok(_) => {
+                        return Err(usage(format!(
+                            "--identify {}: not a JSON object",
+                            path.display()
+                        )));
+                    }
                     Err(e) => return Err(usage(format!("--identify {}: {e}", path.display()))),
                 }
             }
             None => Map::new(),
         };
         if let Some(var) = &self.token_env {
-            let token = std::env::var(var).map_err(|_| usage(format!("--token-env: {var} is not set")))?;
+            let token =
+                std::env::var(var).map_err(|_| usage(format!("--token-env: {var} is not set")))?;
             fields.insert("token".into(), Value::from(token));
         }
         Ok(fields)
     }
 
-    fn request(&self) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, ConnectFailure> {
+    fn request(
+        &self,
+    ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, ConnectFailure> {
         let mut request = self
             .url
             .as_str()
@@ -127,33 +137,57 @@ pub async fn run(args: ConnectArgs) -> Result<bool, ConnectFailure> {
     let config = args.config()?;
     match args.profile {
         ClientKind::Plain => {
-            let heartbeat = (args.heartbeat_ms > 0).then(|| Duration::from_millis(args.heartbeat_ms));
-            let profile = Plain::builder().heartbeat_interval(heartbeat).build().map_err(|e| usage(e.to_string()))?;
+            let heartbeat =
+                (args.heartbeat_ms > 0).then(|| Duration::from_millis(args.heartbeat_ms));
+            let profile = Plain::builder()
+                .heartbeat_interval(heartbeat)
+                .build()
+                .map_err(|e| usage(e.to_string()))?;
             let (handle, events) = start(request, config, profile)?;
-            session(handle, events, args.json, |line| Some(Input::Send(Frame::text(line)))).await
+            session(handle, events, args.json, |line| {
+                Some(Input::Send(Frame::text(line)))
+            })
+            .await
         }
         ClientKind::Discord => {
             let mut fields = args.credentials()?;
             let token = match fields.remove("token") {
                 Some(Value::String(token)) => token,
-                _ => return Err(usage("discord needs a token: a \"token\" in --identify, or --token-env")),
+                _ => {
+                    return Err(usage(
+                        "discord needs a token: a \"token\" in --identify, or --token-env",
+                    ));
+                }
             };
-            let intents = fields.remove("intents").and_then(|v| v.as_u64()).unwrap_or(0);
+            let intents = fields
+                .remove("intents")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
             let mut identify = Identify::new(Token::new(token), intents);
             for (name, value) in fields {
                 identify = identify.field(name, value);
             }
-            let profile = Discord::builder(identify).build().map_err(|e| usage(e.to_string()))?;
+            let profile = Discord::builder(identify)
+                .build()
+                .map_err(|e| usage(e.to_string()))?;
             let (handle, events) = start(request, config, profile)?;
-            session(handle, events, args.json, |line| json_line(&line).map(|_| Input::Send(Frame::text(line)))).await
+            session(handle, events, args.json, |line| {
+                json_line(&line).map(|_| Input::Send(Frame::text(line)))
+            })
+            .await
         }
         ClientKind::Rpc => {
-            let profile = Rpc::builder(args.credentials()?).build().map_err(|e| usage(e.to_string()))?;
+            let profile = Rpc::builder(args.credentials()?)
+                .build()
+                .map_err(|e| usage(e.to_string()))?;
             let (handle, events) = start(request, config, profile)?;
             session(handle, events, args.json, |line| {
                 let value = json_line(&line)?;
                 match value.get("method").and_then(Value::as_str) {
-                    Some(method) => Some(Input::Request(RpcRequest::new(method.to_owned(), value.get("params").cloned().unwrap_or(Value::Null)))),
+                    Some(method) => Some(Input::Request(RpcRequest::new(
+                        method.to_owned(),
+                        value.get("params").cloned().unwrap_or(Value::Null),
+                    ))),
                     None => Some(Input::Send(Frame::text(line))),
                 }
             })
@@ -187,7 +221,12 @@ enum Input<Q> {
     Request(Q),
 }
 
-async fn session<P, F>(handle: Handle<P>, mut events: Events<P>, json: bool, read: F) -> Result<bool, ConnectFailure>
+async fn session<P, F>(
+    handle: Handle<P>,
+    mut events: Events<P>,
+    json: bool,
+    read: F,
+) -> Result<bool, ConnectFailure>
 where
     P: Profile,
     P::Message: Shown + Send + 'static,
@@ -219,7 +258,6 @@ where
                     }
                     Some(Input::Request(request)) => {
                         let handle = handle.clone();
-                        let json = json;
                         tokio::spawn(async move {
                             let outcome = handle.request(request, Duration::from_secs(30)).await;
                             if json {

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
+use tether_core::Frame;
 use tether_core::gateway::{
     Credentials, Faults, GatewayConfig, GatewayEvent, PeerId, Rejection, ServerProfile,
 };
-use tether_core::Frame;
 use tether_tokio::gateway::{GatewayHandle, GatewayOptions, serve};
 use tokio::net::TcpListener;
 
@@ -66,7 +66,11 @@ impl GatewayArgs {
         }
         let drop_after = match self.drop_every {
             Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
-            Some(secs) => return Err(format!("--drop-every must be a positive number of seconds, got {secs}")),
+            Some(secs) => {
+                return Err(format!(
+                    "--drop-every must be a positive number of seconds, got {secs}"
+                ));
+            }
             None => None,
         };
         Ok(Faults {
@@ -109,7 +113,10 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
         ..GatewayOptions::default()
     };
     let (gateway, mut events) = serve(listener, config, open_door, options);
-    gateway.set_faults(faults).await.map_err(|e| e.to_string())?;
+    gateway
+        .set_faults(faults)
+        .await
+        .map_err(|e| e.to_string())?;
     println!("listening ws://{addr}/");
     loop {
         tokio::select! {
@@ -133,12 +140,20 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
 pub fn describe(event: &GatewayEvent) -> String {
     use tether_core::registry::Presence;
     match event {
-        GatewayEvent::Presence { peer, conn, presence } => match presence {
+        GatewayEvent::Presence {
+            peer,
+            conn,
+            presence,
+        } => match presence {
             Presence::Connected => format!("{conn} {peer}: connected"),
             Presence::Replaced { old } => format!("{conn} {peer}: replaced {old}"),
             Presence::Disconnected => format!("{conn} {peer}: disconnected"),
         },
-        GatewayEvent::Resumed { peer, conn, replayed } => {
+        GatewayEvent::Resumed {
+            peer,
+            conn,
+            replayed,
+        } => {
             format!("{conn} {peer}: resumed, {replayed} dispatches replayed")
         }
         GatewayEvent::Message { peer, conn, text } => format!("{conn} {peer}: {text}"),

@@ -9,6 +9,7 @@
 
 mod bench;
 mod connect;
+mod demo;
 mod gateway;
 mod report;
 
@@ -29,6 +30,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Commands {
+    /// Plays the faults long sessions meet against a client and an embedded gateway, with
+    /// a live timeline and a summary; exits 0 only if every invariant held.
+    Demo {
+        /// The seed of the client's jitter.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// A resilient interactive client: stdin lines are sent, messages printed, and the
     /// session survives drops, zombies and restarts.
     Connect(connect::ConnectArgs),
@@ -128,7 +136,24 @@ async fn run(command: Commands) -> ExitCode {
                 }
             };
         }
-        Commands::Gateway(args) => gateway::run(args).await,
+        Commands::Gateway(args) => {
+            // Flags that cannot work are bad arguments, like clap's own (exit 2).
+            if let Err(e) = args.faults().and_then(|_| args.config()) {
+                eprintln!("tether gateway: {e}");
+                return ExitCode::from(2);
+            }
+            gateway::run(args).await
+        }
+        Commands::Demo { seed } => {
+            return match demo::run(seed).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("tether demo: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Commands::Bench { which } => match which {
             BenchCommand::Echo => bench::echo::echo().await.map(drop),
             BenchCommand::Scale { sessions } => bench::capacity::scale(&sessions)

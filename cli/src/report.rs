@@ -23,7 +23,9 @@ fn raw_json(text: &Utf8Bytes) -> Value {
 impl Shown for Frame {
     fn json(&self, conn: ConnId) -> Value {
         match self {
-            Frame::Text(text) => json!({"event": "message", "conn": conn.get(), "text": text.as_str()}),
+            Frame::Text(text) => {
+                json!({"event": "message", "conn": conn.get(), "text": text.as_str()})
+            }
             other => json!({"event": "message", "conn": conn.get(), "binary": other.len()}),
         }
     }
@@ -49,8 +51,12 @@ impl Shown for Dispatch {
 impl Shown for RpcMessage {
     fn json(&self, conn: ConnId) -> Value {
         match self {
-            RpcMessage::Event(e) => json!({"event": "rpc_event", "conn": conn.get(), "name": e.name.as_str(), "seq": e.seq, "payload": raw_json(&e.payload)}),
-            RpcMessage::Call(c) => json!({"event": "call", "conn": conn.get(), "id": raw_json(&c.id), "method": c.method.as_str(), "params": raw_json(&c.params)}),
+            RpcMessage::Event(e) => {
+                json!({"event": "rpc_event", "conn": conn.get(), "name": e.name.as_str(), "seq": e.seq, "payload": raw_json(&e.payload)})
+            }
+            RpcMessage::Call(c) => {
+                json!({"event": "call", "conn": conn.get(), "id": raw_json(&c.id), "method": c.method.as_str(), "params": raw_json(&c.params)})
+            }
         }
     }
 
@@ -74,14 +80,33 @@ pub fn close_code(reason: &Reason) -> Option<u16> {
 pub fn event_json<M: Shown, R: std::fmt::Debug>(event: &Event<M, R>) -> Option<Value> {
     Some(match event {
         Event::Transition(_) => return None,
-        Event::Connecting { conn, attempt } => json!({"event": "connecting", "conn": conn.get(), "attempt": attempt}),
-        Event::Ready { conn, resumed } => json!({"event": "ready", "conn": conn.get(), "resumed": resumed}),
+        Event::Connecting { conn, attempt } => {
+            json!({"event": "connecting", "conn": conn.get(), "attempt": attempt})
+        }
+        Event::Ready { conn, resumed } => {
+            json!({"event": "ready", "conn": conn.get(), "resumed": resumed})
+        }
         Event::Message { conn, message } => message.json(*conn),
-        Event::Disconnected { conn, reason } => json!({"event": "disconnected", "conn": conn.get(), "code": close_code(reason), "reason": reason.to_string()}),
-        Event::Reconnecting { delay, attempt, resume, reason } => json!({"event": "reconnecting", "attempt": attempt, "after_ms": delay.as_millis() as u64, "resume": resume, "reason": reason.to_string()}),
-        Event::Returned { id, reason, .. } => json!({"event": "returned", "id": id.get(), "reason": format!("{reason:?}")}),
-        Event::ProtocolError { conn, error } => json!({"event": "protocol_error", "conn": conn.get(), "error": error.to_string()}),
-        Event::Response { id, outcome } => json!({"event": "response", "id": id.get(), "outcome": format!("{outcome:?}")}),
+        Event::Disconnected { conn, reason } => {
+            json!({"event": "disconnected", "conn": conn.get(), "code": close_code(reason), "reason": reason.to_string()})
+        }
+        Event::Reconnecting {
+            delay,
+            attempt,
+            resume,
+            reason,
+        } => {
+            json!({"event": "reconnecting", "attempt": attempt, "after_ms": delay.as_millis() as u64, "resume": resume, "reason": reason.to_string()})
+        }
+        Event::Returned { id, reason, .. } => {
+            json!({"event": "returned", "id": id.get(), "reason": format!("{reason:?}")})
+        }
+        Event::ProtocolError { conn, error } => {
+            json!({"event": "protocol_error", "conn": conn.get(), "error": error.to_string()})
+        }
+        Event::Response { id, outcome } => {
+            json!({"event": "response", "id": id.get(), "outcome": format!("{outcome:?}")})
+        }
         Event::Stopped { reason } => json!({"event": "stopped", "reason": reason.to_string()}),
     })
 }
@@ -139,19 +164,49 @@ impl Timeline {
 /// An event as a human line with its tone; `None` for messages (they go to stdout).
 pub fn event_line<M, R: std::fmt::Debug>(event: &Event<M, R>) -> Option<(Tone, String)> {
     Some(match event {
-        Event::Transition(t) => (Tone::Plain, format!("{:?} -> {:?}: {}", t.from, t.to, t.reason)),
-        Event::Connecting { conn, attempt } => (Tone::Plain, format!("{conn} connecting (attempt {attempt})")),
-        Event::Ready { conn, resumed: true } => (Tone::Good, format!("{conn} resumed")),
-        Event::Ready { conn, resumed: false } => (Tone::Good, format!("{conn} ready (new session)")),
-        Event::Message { .. } => return None,
-        Event::Disconnected { conn, reason } => (Tone::Trouble, format!("{conn} disconnected: {reason}")),
-        Event::Reconnecting { delay, attempt, resume, .. } => (
-            Tone::Trouble,
-            format!("reconnecting in {} ms (attempt {attempt}, {})", delay.as_millis(), if *resume { "resume" } else { "fresh" }),
+        Event::Transition(t) => (
+            Tone::Plain,
+            format!("{:?} -> {:?}: {}", t.from, t.to, t.reason),
         ),
-        Event::Returned { id, reason, .. } => (Tone::Trouble, format!("send {} handed back: {reason:?}", id.get())),
-        Event::ProtocolError { conn, error } => (Tone::Trouble, format!("{conn} protocol error: {error}")),
-        Event::Response { id, outcome } => (Tone::Plain, format!("request {} -> {outcome:?}", id.get())),
+        Event::Connecting { conn, attempt } => (
+            Tone::Plain,
+            format!("{conn} connecting (attempt {attempt})"),
+        ),
+        Event::Ready {
+            conn,
+            resumed: true,
+        } => (Tone::Good, format!("{conn} resumed")),
+        Event::Ready {
+            conn,
+            resumed: false,
+        } => (Tone::Good, format!("{conn} ready (new session)")),
+        Event::Message { .. } => return None,
+        Event::Disconnected { conn, reason } => {
+            (Tone::Trouble, format!("{conn} disconnected: {reason}"))
+        }
+        Event::Reconnecting {
+            delay,
+            attempt,
+            resume,
+            ..
+        } => (
+            Tone::Trouble,
+            format!(
+                "reconnecting in {} ms (attempt {attempt}, {})",
+                delay.as_millis(),
+                if *resume { "resume" } else { "fresh" }
+            ),
+        ),
+        Event::Returned { id, reason, .. } => (
+            Tone::Trouble,
+            format!("send {} handed back: {reason:?}", id.get()),
+        ),
+        Event::ProtocolError { conn, error } => {
+            (Tone::Trouble, format!("{conn} protocol error: {error}"))
+        }
+        Event::Response { id, outcome } => {
+            (Tone::Plain, format!("request {} -> {outcome:?}", id.get()))
+        }
         Event::Stopped { reason } => (Tone::Plain, format!("stopped: {reason}")),
     })
 }
