@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod gateway;
+mod stream;
 
 use std::future::Future;
 use std::time::Instant;
@@ -41,9 +42,11 @@ pub use tether_adapter::{
 };
 use tether_adapter::{Runtime, Tls};
 use tether_core::{Config, OpenError};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub use stream::Stream;
 
 /// The tokio runtime, as tether's driver sees it.
 #[derive(Debug, Clone)]
@@ -62,7 +65,7 @@ impl Drop for Task {
 }
 
 impl Runtime for Tokio {
-    type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+    type Socket = WebSocketStream<Stream>;
     type Task = Task;
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) -> Task {
@@ -84,24 +87,12 @@ impl Runtime for Tokio {
         tls: Option<Tls>,
     ) -> BoxFuture<'static, Result<Self::Socket, OpenError>> {
         Box::pin(async move {
-            #[cfg(feature = "rustls")]
-            let opened = tokio_tungstenite::connect_async_tls_with_config(
-                request,
-                Some(websocket),
-                true,
-                Some(tls.map_or(
-                    tokio_tungstenite::Connector::Plain,
-                    tokio_tungstenite::Connector::Rustls,
-                )),
-            )
-            .await;
-            #[cfg(not(feature = "rustls"))]
-            let opened = {
-                // `wss://` is refused at connect without TLS support; nothing to hold here.
-                let _ = tls;
-                tokio_tungstenite::connect_async_with_config(request, Some(websocket), true).await
+            let opened = async {
+                let stream = stream::open(request.uri(), tls).await?;
+                tokio_tungstenite::client_async_with_config(request, stream, Some(websocket)).await
             };
             opened
+                .await
                 .map(|(ws, _response)| ws)
                 .map_err(|e| tether_adapter::open_failed(&e))
         })
