@@ -72,6 +72,10 @@ enum BenchCommand {
         /// Sessions.
         #[arg(long, default_value_t = 10_000)]
         sessions: usize,
+        /// How widely the clients spread their first reconnect after a drop, ms: their
+        /// first-retry window and first backoff (the core's defaults, 1000, when not given).
+        #[arg(long)]
+        spread_ms: Option<u64>,
     },
 }
 
@@ -94,6 +98,8 @@ enum NodeCommand {
         count: usize,
         #[arg(long, default_value_t = 500)]
         ramp: usize,
+        #[arg(long)]
+        spread_ms: Option<u64>,
     },
 }
 
@@ -160,7 +166,10 @@ async fn run(command: Commands) -> ExitCode {
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string()),
-            BenchCommand::Storm { sessions } => bench::capacity::storm(sessions)
+            BenchCommand::Storm {
+                sessions,
+                spread_ms,
+            } => bench::capacity::storm(sessions, spread_ms)
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string()),
@@ -178,9 +187,16 @@ async fn run(command: Commands) -> ExitCode {
                 url,
                 count,
                 ramp,
-            } => bench::node::clients(implementation, url, count, ramp)
-                .await
-                .map_err(|e| e.to_string()),
+                spread_ms,
+            } => bench::node::clients(
+                implementation,
+                url,
+                count,
+                ramp,
+                spread_ms.map(Duration::from_millis),
+            )
+            .await
+            .map_err(|e| e.to_string()),
         },
     };
     match outcome {

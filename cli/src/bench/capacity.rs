@@ -72,11 +72,15 @@ async fn start_gateway(
     Ok((gateway, addr))
 }
 
-async fn hold(implementation: Implementation, sessions: usize) -> Result<Run, NodeError> {
+async fn hold(
+    implementation: Implementation,
+    sessions: usize,
+    spread_ms: Option<u64>,
+) -> Result<Run, NodeError> {
     let (gateway, addr) = start_gateway(implementation, "127.0.0.1:0").await?;
     let count = sessions.to_string();
     let url = format!("ws://{addr}/");
-    let mut clients = Node::spawn(&node_args(&[
+    let mut args = node_args(&[
         "clients",
         "--impl",
         implementation_arg(implementation),
@@ -84,7 +88,11 @@ async fn hold(implementation: Implementation, sessions: usize) -> Result<Run, No
         &url,
         "--count",
         &count,
-    ]))?;
+    ]);
+    if let Some(ms) = spread_ms {
+        args.extend(["--spread-ms".to_owned(), ms.to_string()]);
+    }
+    let mut clients = Node::spawn(&args)?;
     clients.expect("idle", Duration::from_secs(30)).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (base_gateway, base_clients) = (gateway.rss_kib(), clients.rss_kib());
@@ -120,7 +128,7 @@ async fn measure(run: &Run, sessions: usize) -> (Side, Side) {
 
 /// Holds `sessions` with each implementation and measures both sides.
 pub async fn held(implementation: Implementation, sessions: usize) -> Result<Held, NodeError> {
-    let run = hold(implementation, sessions).await?;
+    let run = hold(implementation, sessions, None).await?;
     let (gateway, clients) = measure(&run, sessions).await;
     run.gateway.kill().await;
     run.clients.kill().await;
@@ -195,10 +203,11 @@ pub struct Storm {
     pub mean_rate: f64,
 }
 
-/// Kills the gateway under `sessions` tether clients, starts it again on the same port,
-/// and measures the way back.
-pub async fn storm(sessions: usize) -> Result<Storm, NodeError> {
-    let run = hold(Implementation::Tether, sessions).await?;
+/// Kills the gateway under `sessions` tether clients (with the default configuration, or
+/// the given spread of first reconnects), starts it again on the same port, and measures the way
+/// back.
+pub async fn storm(sessions: usize, spread_ms: Option<u64>) -> Result<Storm, NodeError> {
+    let run = hold(Implementation::Tether, sessions, spread_ms).await?;
     let Run {
         gateway,
         mut clients,
@@ -220,6 +229,10 @@ pub async fn storm(sessions: usize) -> Result<Storm, NodeError> {
         .filter_map(|(t, n)| Some((t.parse::<f64>().ok()?, n.parse::<f64>().ok()?)))
         .collect();
     let (peak_rate, mean_rate, connections) = rates(&samples);
+    println!(
+        "storm: connections per 250 ms from the first: {}",
+        histogram(&samples, 250.0)
+    );
     let storm = Storm {
         sessions,
         recovered_secs,
@@ -237,6 +250,28 @@ pub async fn storm(sessions: usize) -> Result<Storm, NodeError> {
         storm.peak_rate / storm.mean_rate.max(f64::MIN_POSITIVE)
     );
     Ok(storm)
+}
+
+/// Connections per `bin` ms from the first one, space-separated.
+fn histogram(samples: &[(f64, f64)], bin: f64) -> String {
+    let Some(&(first, _)) = samples.first() else {
+        return String::new();
+    };
+    let start = first - 10.0;
+    let mut bins: Vec<f64> = Vec::new();
+    let mut before = 0.0;
+    for &(t, n) in samples {
+        let i = ((t - start) / bin) as usize;
+        if bins.len() <= i {
+            bins.resize(i + 1, 0.0);
+        }
+        bins[i] += n - before;
+        before = n;
+    }
+    bins.iter()
+        .map(|c| format!("{c:.0}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Peak (busiest 100 ms) and mean connection rates from (unix ms, cumulative) samples.

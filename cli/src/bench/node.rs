@@ -200,6 +200,7 @@ pub async fn clients(
     url: String,
     count: usize,
     ramp: usize,
+    spread: Option<Duration>,
 ) -> std::io::Result<()> {
     let ready = Arc::new(AtomicUsize::new(0));
     println!("idle");
@@ -220,7 +221,14 @@ pub async fn clients(
         async move {
             match line.as_str() {
                 "go" => {
-                    tokio::spawn(start_clients(implementation, url, count, ramp, ready));
+                    tokio::spawn(start_clients(
+                        implementation,
+                        url,
+                        count,
+                        ramp,
+                        spread,
+                        ready,
+                    ));
                     "going".to_owned()
                 }
                 "ready" => format!("ready {}", ready.load(Ordering::Relaxed)),
@@ -236,6 +244,7 @@ async fn start_clients(
     url: String,
     count: usize,
     ramp: usize,
+    spread: Option<Duration>,
     ready: Arc<AtomicUsize>,
 ) {
     for i in 0..count {
@@ -247,7 +256,7 @@ async fn start_clients(
         }
         let ready = ready.clone();
         match implementation {
-            Implementation::Tether => tether_client(&url, i, ready),
+            Implementation::Tether => tether_client(&url, i, spread, ready),
             Implementation::Bare => {
                 tokio::spawn(bare_client(url.clone(), i, ready));
             }
@@ -255,8 +264,14 @@ async fn start_clients(
     }
 }
 
-fn tether_client(url: &str, i: usize, ready: Arc<AtomicUsize>) {
-    let Ok(config) = Config::builder().seed(i as u64 + 1).build() else {
+fn tether_client(url: &str, i: usize, spread: Option<Duration>, ready: Arc<AtomicUsize>) {
+    let mut config = Config::builder().seed(i as u64 + 1);
+    // The spread of the first reconnect after a drop: the first-retry window of a stable
+    // session and the first backoff of a young one.
+    if let Some(window) = spread {
+        config = config.first_retry_window(window).backoff_initial(window);
+    }
+    let Ok(config) = config.build() else {
         return;
     };
     let Ok(profile) = Discord::builder(Identify::new(Token::new(format!("bench-{i}")), 0)).build()
