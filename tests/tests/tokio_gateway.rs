@@ -378,3 +378,68 @@ async fn bad_frames_are_answered_with_the_profile_close_code() {
     assert_eq!((stats.bad_frames, stats.handshake_timeouts), (2, 1));
     let _ = Frame::text("");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_wss_with_rustls() {
+    use std::sync::Arc;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der.clone()], key)
+        .unwrap();
+    let config = GatewayConfig::builder(ServerProfile::Discord)
+        .heartbeat_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let options = GatewayOptions {
+        tls: Some(Arc::new(server_config)),
+        ..GatewayOptions::default()
+    };
+    let (gateway, mut events, url) = gateway(config, options).await;
+    let url = url.replace("ws://127.0.0.1", "wss://localhost");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der).unwrap();
+    let tls = Arc::new(tether_tokio::client_config(roots).unwrap());
+    let profile = Discord::builder(Identify::new(Token::new("token-secure"), 0))
+        .build()
+        .unwrap();
+    let options = tether_tokio::Options::builder().tls(tls).build().unwrap();
+    let (client, mut client_events) =
+        tether_tokio::connect_with(url.as_str(), fast().build().unwrap(), profile, options)
+            .unwrap();
+    let mut log = Vec::new();
+    until(&mut events, &mut log, |e| {
+        matches!(e, GatewayEvent::Presence { presence: Presence::Connected, peer, .. } if &**peer == "secure")
+    })
+    .await;
+    gateway
+        .dispatch("secure", "OVER_TLS", raw("true"))
+        .await
+        .unwrap();
+    tokio::time::timeout(LIMIT, async {
+        loop {
+            if let Some(Event::Message { message, .. }) = client_events.next().await {
+                if message.name.as_str() == "OVER_TLS" {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a dispatch over TLS");
+    client.shutdown().await;
+    // A plain-text client gets nowhere: the upgrade never completes.
+    assert!(
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio_tungstenite::connect_async(url.replace("wss://localhost", "ws://127.0.0.1"))
+        )
+        .await
+        .map_or(true, |r| r.is_err())
+    );
+}
