@@ -7,283 +7,34 @@
 //! [`handle_frame`](Gateway::handle_frame), [`handle_close`](Gateway::handle_close),
 //! [`handle_timeout`](Gateway::handle_timeout)) and drains what to do
 //! ([`poll_command`](Gateway::poll_command)) and what to tell the application
-//! ([`poll_event`](Gateway::poll_event)). Every way a connection leaves is
-//! [`Gateway::close`]'s one path, named by a [`CloseWhy`].
+//! ([`poll_event`](Gateway::poll_event)). Every way a connection leaves goes through one
+//! private `close`, named by a [`CloseWhy`].
 
+mod auth;
 mod config;
+mod event;
 mod sessions;
 mod wire;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
+pub use auth::{Answer, Authenticator, Credentials, PeerId, Rejection};
 pub use config::{GatewayConfig, GatewayConfigBuilder, ServerProfile};
+pub use event::{
+    CloseWhy, Delivered, Faults, GatewayCommand, GatewayError, GatewayEvent, GatewayStats,
+};
 use sessions::{ResumeRefused, Sessions};
 use wire::{DiscordIn, RpcIn};
 
 use crate::conn::ConnId;
 use crate::event::RemoteError;
-use crate::frame::{CloseFrame, Frame, Utf8Bytes};
-use crate::registry::RegistryStats;
-use crate::registry::{InvokeError, InvokeId, InvokeOutcome, Presence, Registry, RegistryEvent};
+use crate::frame::{Frame, Utf8Bytes};
+use crate::registry::{InvokeError, InvokeId, Registry, RegistryEvent};
 use crate::timer::after;
-
-/// The application's name for a peer, as its [`Authenticator`] decides it.
-pub type PeerId = Arc<str>;
-
-/// What a peer answered to an invoke: its payload (raw JSON) or its error.
-pub type Answer = Result<Utf8Bytes, RemoteError>;
-
-/// What a client presented to be let in.
-#[derive(Debug, Clone, Copy)]
-pub struct Credentials<'a> {
-    /// The `token` field, when there is one (discord identify and resume; rpc connect
-    /// params).
-    pub token: Option<&'a str>,
-    /// The whole identify `d` or connect `params`, raw JSON (`null` when absent). Empty for
-    /// a resume, which carries only the token.
-    pub payload: &'a str,
-}
-
-/// Why a client was not let in; its reason goes into the close frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// Shown to the client.
-    pub reason: String,
-}
-
-impl Rejection {
-    /// A rejection with `reason`.
-    pub fn new(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-        }
-    }
-}
-
-/// Decides who a client is. Called once per identify, resume or connect.
-pub trait Authenticator: Send {
-    /// The peer these credentials belong to, or why they are refused.
-    fn authenticate(&mut self, credentials: &Credentials<'_>) -> Result<PeerId, Rejection>;
-}
-
-impl<F> Authenticator for F
-where
-    F: FnMut(&Credentials<'_>) -> Result<PeerId, Rejection> + Send,
-{
-    fn authenticate(&mut self, credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
-        self(credentials)
-    }
-}
-
-/// What the server must do on a socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GatewayCommand {
-    /// Write `frame` on `conn`'s socket, after everything written before on it.
-    Send {
-        /// The socket.
-        conn: ConnId,
-        /// The frame.
-        frame: Frame,
-    },
-    /// Cut `conn`'s socket with no close frame (a fault on demand); then report
-    /// [`handle_close`](Gateway::handle_close).
-    Abort {
-        /// The socket.
-        conn: ConnId,
-    },
-    /// Send `frame` and close `conn`'s socket; then report
-    /// [`handle_close`](Gateway::handle_close). Nothing more is written on it.
-    Close {
-        /// The socket.
-        conn: ConnId,
-        /// The close frame.
-        frame: CloseFrame,
-    },
-}
-
-/// Why the gateway closes a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CloseWhy {
-    /// A frame that could not be read.
-    Malformed,
-    /// An opcode the protocol does not have.
-    UnknownOpcode,
-    /// Traffic before the handshake completed.
-    NotAuthenticated,
-    /// The [`Authenticator`] refused the credentials.
-    Rejected,
-    /// A second identify on a ready connection.
-    AlreadyAuthenticated,
-    /// No ready within the handshake timeout.
-    HandshakeTimeout,
-    /// A newer connection of the same peer took the session over (S1).
-    Replaced,
-    /// No heartbeat (discord) or no frame (rpc) within the liveness bound.
-    Unresponsive,
-    /// The socket's outbound queue filled up: the client does not keep up.
-    TooSlow,
-    /// The gateway is going away.
-    Shutdown,
-    /// A fault on demand ([`Faults::drop_after`]): the socket is cut with no close frame.
-    Dropped,
-}
-
-impl CloseWhy {
-    /// The close frame sent for this reason under `profile`: discord's own codes where it
-    /// has one, RFC 6455 codes for rpc.
-    pub fn frame(self, profile: ServerProfile) -> CloseFrame {
-        let discord = profile == ServerProfile::Discord;
-        match self {
-            Self::Malformed if discord => CloseFrame::new(4002, "decode error"),
-            Self::Malformed => CloseFrame::new(1007, "malformed frame"),
-            Self::UnknownOpcode if discord => CloseFrame::new(4001, "unknown opcode"),
-            Self::UnknownOpcode => CloseFrame::new(1003, "unsupported frame"),
-            Self::NotAuthenticated if discord => CloseFrame::new(4003, "not authenticated"),
-            Self::NotAuthenticated => CloseFrame::new(1008, "not connected"),
-            Self::Rejected if discord => CloseFrame::new(4004, "authentication failed"),
-            Self::Rejected => CloseFrame::new(1008, "authentication failed"),
-            Self::AlreadyAuthenticated => CloseFrame::new(4005, "already authenticated"),
-            Self::HandshakeTimeout if discord => CloseFrame::new(4009, "session timed out"),
-            Self::HandshakeTimeout => CloseFrame::new(1008, "handshake timed out"),
-            Self::Replaced => CloseFrame::new(4000, "session replaced by a newer connection"),
-            Self::Unresponsive => CloseFrame::new(4000, "no heartbeat in time"),
-            Self::TooSlow => CloseFrame::new(1008, "too slow: outbound queue full"),
-            Self::Shutdown => CloseFrame::new(1001, "going away"),
-            // Never written: a dropped socket gets no close frame.
-            Self::Dropped => CloseFrame::new(1006, "dropped"),
-        }
-    }
-}
-
-/// Misbehaviour on demand, for testing clients against a gateway that fails the ways real
-/// ones do. The default is none.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Faults {
-    /// Accept sockets but never greet them: no hello (discord), no challenge (rpc).
-    pub stall_hello: bool,
-    /// Acknowledge only this many heartbeats (discord) or pings (rpc) per connection.
-    pub ack_heartbeats: Option<u64>,
-    /// Refuse this fraction (0 to 1) of otherwise valid resumes with an invalid session.
-    pub invalid_session_rate: f64,
-    /// Cut every connection, with no close frame, this long after it became ready.
-    pub drop_after: Option<Duration>,
-}
-
-/// What the application learns, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GatewayEvent {
-    /// The owner of `peer`'s session changed; emitted only for owner transitions (S4).
-    Presence {
-        /// The peer.
-        peer: PeerId,
-        /// The connection that owns the session now (or, for `Disconnected`, owned it).
-        conn: ConnId,
-        /// What changed.
-        presence: Presence,
-    },
-    /// A session was resumed on `conn` and the dispatches its client missed were replayed.
-    Resumed {
-        /// The peer.
-        peer: PeerId,
-        /// The new connection.
-        conn: ConnId,
-        /// How many dispatches were replayed.
-        replayed: usize,
-    },
-    /// A frame from a ready peer that is not the protocol's own: a discord op 3, 4 or 8, an
-    /// rpc request or event. The whole frame, raw.
-    Message {
-        /// The peer.
-        peer: PeerId,
-        /// The connection it came on.
-        conn: ConnId,
-        /// The frame's text.
-        text: Utf8Bytes,
-    },
-    /// An invoke ended, exactly once (I6).
-    Invoked {
-        /// The id [`Gateway::invoke`] returned.
-        id: InvokeId,
-        /// The peer it was sent to.
-        peer: PeerId,
-        /// How it ended.
-        outcome: InvokeOutcome<Answer>,
-    },
-    /// A frame could not be read; the connection is closed for it.
-    BadFrame {
-        /// The connection.
-        conn: ConnId,
-        /// What was wrong.
-        reason: String,
-    },
-    /// The gateway is closing `conn`.
-    Closing {
-        /// The connection.
-        conn: ConnId,
-        /// The peer it carried, if it was ready.
-        peer: Option<PeerId>,
-        /// Why.
-        why: CloseWhy,
-    },
-}
-
-/// Why an application call was refused; nothing was sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum GatewayError {
-    /// The peer has no session (or, for a dispatch, no resumable one).
-    #[error("the peer is not connected")]
-    NotConnected,
-    /// Too many invokes are pending.
-    #[error("too many invokes pending")]
-    TooManyInvokes,
-    /// The profile has no such thing (invokes under discord).
-    #[error("the {0} profile does not support this")]
-    Unsupported(&'static str),
-}
-
-/// Where a dispatch went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivered {
-    /// Its sequence number: kept for replay under discord; per connection under rpc.
-    pub seq: u64,
-    /// The connection it was written on; `None` when the session waits to be resumed and
-    /// will get it by replay.
-    pub conn: Option<ConnId>,
-}
-
-/// Counters of the gateway; they only grow.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GatewayStats {
-    /// Those of the session registry (accepted, replaced, stale closes, stray results...).
-    pub registry: RegistryStats,
-    /// Handshakes completed (identify, resume or connect).
-    pub ready: u64,
-    /// Sessions resumed.
-    pub resumes: u64,
-    /// Dispatches replayed on resume.
-    pub replayed: u64,
-    /// Resumes refused with an invalid session.
-    pub invalid_sessions: u64,
-    /// Clients refused by the authenticator.
-    pub rejected: u64,
-    /// Frames that could not be read.
-    pub bad_frames: u64,
-    /// Connections closed for not completing the handshake in time.
-    pub handshake_timeouts: u64,
-    /// Connections closed as unresponsive.
-    pub unresponsive: u64,
-    /// Connections closed as too slow.
-    pub too_slow: u64,
-    /// Frames of connections already closing, or never accepted: dropped.
-    pub stale_frames: u64,
-    /// Sessions forgotten when their resume window passed.
-    pub expired_sessions: u64,
-}
 
 #[derive(Debug)]
 enum Phase {

@@ -105,7 +105,7 @@ impl Identify {
 }
 
 /// What it takes to resume a session, possibly in another process: export it with
-/// [`Discord::session`], import it with [`Discord::with_session`].
+/// [`Discord::session`], import it with [`DiscordBuilder::session`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiscordSession {
     /// The session id from READY.
