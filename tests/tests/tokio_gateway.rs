@@ -443,3 +443,32 @@ async fn the_gateway_serves_wss_with_rustls() {
         .map_or(true, |r| r.is_err())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_every_handle_stops_accepting() {
+    let config = GatewayConfig::builder(ServerProfile::Discord)
+        .build()
+        .unwrap();
+    let (gateway, events, url) = gateway(config, GatewayOptions::default()).await;
+    let (held, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let copy = gateway.clone();
+    drop(gateway);
+    // One handle left: still serving.
+    assert!(tokio_tungstenite::connect_async(&url).await.is_ok());
+    drop(copy);
+    drop(events);
+    let refused = tokio::time::timeout(LIMIT, async {
+        loop {
+            if tokio_tungstenite::connect_async(&url).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        refused.is_ok(),
+        "the listener is closed once no handle is left"
+    );
+    drop(held);
+}

@@ -114,6 +114,8 @@ pub struct GatewayHandle {
     calls: mpsc::Sender<ToDriver>,
     local_addr: Option<SocketAddr>,
     open: Arc<AtomicUsize>,
+    /// Dropped with the last handle: the accept loop hears of it and stops.
+    _alive: Arc<oneshot::Sender<()>>,
 }
 
 /// Events for the application, in order. Invoke outcomes go to the caller of
@@ -151,12 +153,14 @@ pub fn serve(
         options: Arc::new(options),
         handshake_timeout,
     };
-    tokio::spawn(accept.run(accepting_stopped));
+    let (alive, handles_gone) = oneshot::channel();
+    tokio::spawn(accept.run(accepting_stopped, handles_gone));
     (
         GatewayHandle {
             calls,
             local_addr,
             open,
+            _alive: Arc::new(alive),
         },
         events,
     )
@@ -467,11 +471,12 @@ struct Acceptor {
 }
 
 impl Acceptor {
-    async fn run(self, mut stop: oneshot::Receiver<()>) {
+    async fn run(self, mut stop: oneshot::Receiver<()>, mut handles_gone: oneshot::Receiver<()>) {
         loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
                 _ = &mut stop => return,
+                _ = &mut handles_gone => return,
             };
             let Some(calls) = self.calls.upgrade() else {
                 return;
