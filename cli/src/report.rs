@@ -5,7 +5,9 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use tether_core::{CloseCause, ConnId, Dispatch, Event, Frame, Reason, RpcMessage, Utf8Bytes};
+use tether_core::{
+    CloseCause, ConnId, Dispatch, Event, Frame, Phase, Reason, RpcMessage, Utf8Bytes,
+};
 
 /// A message type the command can show.
 pub trait Shown {
@@ -79,7 +81,14 @@ pub fn close_code(reason: &Reason) -> Option<u16> {
 /// An event as a JSON line; `None` for those only the human view shows (transitions).
 pub fn event_json<M: Shown, R: std::fmt::Debug>(event: &Event<M, R>) -> Option<Value> {
     Some(match event {
-        Event::Transition(_) => return None,
+        Event::Transition(t) => match t.reason {
+            Reason::InvalidSession { resumable }
+                if t.conn.is_some() && t.to == Phase::Handshaking =>
+            {
+                json!({"event": "invalid_session", "conn": t.conn.map(ConnId::get), "resumable": resumable, "after_ms": t.next_delay.map(|d| d.as_millis() as u64)})
+            }
+            _ => return None,
+        },
         Event::Connecting { conn, attempt } => {
             json!({"event": "connecting", "conn": conn.get(), "attempt": attempt})
         }
@@ -164,10 +173,21 @@ impl Timeline {
 /// An event as a human line with its tone; `None` for messages (they go to stdout).
 pub fn event_line<M, R: std::fmt::Debug>(event: &Event<M, R>) -> Option<(Tone, String)> {
     Some(match event {
-        Event::Transition(t) => (
-            Tone::Plain,
-            format!("{:?} -> {:?}: {}", t.from, t.to, t.reason),
-        ),
+        // A session refused while the socket stays: the one transition worth a line.
+        Event::Transition(t) => match (&t.reason, t.conn, t.next_delay) {
+            (Reason::InvalidSession { .. }, Some(conn), Some(delay))
+                if t.to == Phase::Handshaking =>
+            {
+                (
+                    Tone::Trouble,
+                    format!(
+                        "{conn} invalid session: identifying afresh on it in {} ms",
+                        delay.as_millis()
+                    ),
+                )
+            }
+            _ => return None,
+        },
         Event::Connecting { conn, attempt } => (
             Tone::Plain,
             format!("{conn} connecting (attempt {attempt})"),

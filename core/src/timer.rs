@@ -18,6 +18,8 @@ pub enum Timer {
     StartGate,
     /// The handshake must complete by then.
     Ready,
+    /// After a refused resume, the fresh handshake goes out on the same socket then.
+    Reidentify,
     /// Some frame must arrive by then, for profiles whose peers tick.
     Silence,
     /// The outstanding heartbeat must be acknowledged by then.
@@ -40,11 +42,12 @@ pub enum Timer {
 
 impl Timer {
     /// Every timer, in the order expiries are handled.
-    pub(crate) const VALUES: [Self; 13] = [
+    pub(crate) const VALUES: [Self; 14] = [
         Self::Connect,
         Self::Hello,
         Self::StartGate,
         Self::Ready,
+        Self::Reidentify,
         Self::Silence,
         Self::HeartbeatAck,
         Self::Heartbeat,
@@ -60,11 +63,12 @@ impl Timer {
     const COUNT: usize = Self::VALUES.len();
 
     /// The timers that belong to one socket: all of them end with it.
-    pub(crate) const CONNECTION: [Self; 10] = [
+    pub(crate) const CONNECTION: [Self; 11] = [
         Self::Connect,
         Self::Hello,
         Self::StartGate,
         Self::Ready,
+        Self::Reidentify,
         Self::Silence,
         Self::HeartbeatAck,
         Self::Heartbeat,

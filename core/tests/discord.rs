@@ -751,3 +751,81 @@ fn any_frame_can_count_as_the_ack_when_asked() {
         "by default only op 11 acks"
     );
 }
+
+#[test]
+fn d17_refused_resume_identifies_afresh_on_the_same_socket() {
+    let mut sim = ready_sim();
+    let out = drop_and_reopen(&mut sim, 1);
+    assert_eq!(sent(&out)[0]["op"], 6, "a resume goes out on conn 2");
+    // The server cannot resume the session and keeps the socket.
+    sim.frame(2, op(9, json!(false)));
+    let out = sim.take_all();
+    assert!(
+        !out.iter().any(|o| matches!(
+            o,
+            support::Out::Cmd(Command::Close { .. } | Command::Abort { .. } | Command::Open { .. })
+        )),
+        "the socket is kept: {out:?}"
+    );
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, support::Out::Ev(E::Disconnected { .. })))
+    );
+    let wait = out
+        .iter()
+        .find_map(|o| match o {
+            support::Out::Ev(E::Transition(t))
+                if t.reason == (Reason::InvalidSession { resumable: false }) =>
+            {
+                t.next_delay
+            }
+            _ => None,
+        })
+        .expect("the wait is told");
+    assert!((secs(1)..=secs(5)).contains(&wait), "{wait:?}");
+    assert_eq!(
+        sim.client.profile().session(),
+        None,
+        "the old session is forgotten"
+    );
+    // Nothing is written until the wait is over; then a fresh identify on conn 2.
+    sim.elapse(wait - Duration::from_millis(1));
+    assert!(!sent(&sim.take()).iter().any(|f| f["op"] == 2));
+    sim.elapse(Duration::from_millis(1));
+    let identify = sent(&sim.take());
+    assert_eq!(
+        identify.iter().filter(|f| f["op"] == 2).count(),
+        1,
+        "{identify:?}"
+    );
+    sim.frame(2, ready_frame(1));
+    assert!(sim.take().contains(&ev(E::Ready {
+        conn: c(2),
+        resumed: false
+    })));
+    assert_eq!(
+        sim.client.stats().opens,
+        2,
+        "no second socket for the new session"
+    );
+}
+
+#[test]
+fn d18_refused_resume_then_the_socket_drops_reconnects_fresh() {
+    let mut sim = ready_sim();
+    drop_and_reopen(&mut sim, 1);
+    sim.frame(2, op(9, json!(false)));
+    sim.take();
+    // The socket dies during the wait: the next socket identifies, it does not resume.
+    sim.closed(2, CloseCause::Dropped);
+    let out = sim.take();
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, support::Out::Ev(E::Reconnecting { resume: false, .. }))),
+        "{out:?}"
+    );
+    sim.next_deadline();
+    sim.opened(3);
+    sim.frame(3, hello(45_000));
+    assert_eq!(sent(&sim.take())[0]["op"], 2);
+}

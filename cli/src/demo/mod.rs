@@ -572,7 +572,6 @@ async fn watch_client(
             Event::Stopped { reason } => {
                 *lock(&seen.stopped) = Some(reason.clone());
             }
-            Event::Transition(_) => continue,
             _ => {}
         }
         if let Some((tone, text)) = event_line(&event) {

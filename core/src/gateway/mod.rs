@@ -57,6 +57,9 @@ struct Conn {
     drop_at: Option<Instant>,
 }
 
+/// The longest a discord client waits after an invalid session before identifying again.
+const INVALID_SESSION_WAIT: Duration = Duration::from_secs(5);
+
 /// The gateway machine. See the [module documentation](self).
 pub struct Gateway {
     config: GatewayConfig,
@@ -557,9 +560,11 @@ impl Gateway {
                 });
             }
             Err(ResumeRefused::Unknown | ResumeRefused::OtherPeer | ResumeRefused::OutOfReach) => {
-                // The client identifies afresh, on this socket or the next.
+                // The client identifies afresh, on this socket or the next, after waiting
+                // up to 5 s as the protocol asks: its handshake time starts again after it.
                 self.stats.invalid_sessions += 1;
                 self.write(conn, wire::invalid_session(false));
+                self.restart_handshake_clock(conn, now + INVALID_SESSION_WAIT);
             }
         }
     }
@@ -698,6 +703,18 @@ impl Gateway {
                 }
                 RegistryEvent::Unresponsive { conn } => self.close(conn, CloseWhy::Unresponsive),
             }
+        }
+    }
+
+    /// Moves `conn`'s handshake deadline to a handshake timeout after `from`.
+    fn restart_handshake_clock(&mut self, conn: ConnId, from: Instant) {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Phase::Handshake { due } = &mut state.phase {
+            self.handshakes.remove(&(*due, conn));
+            *due = after(from, self.config.handshake_timeout);
+            self.handshakes.insert((*due, conn));
         }
     }
 

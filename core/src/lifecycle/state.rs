@@ -46,6 +46,9 @@ pub(crate) enum Stage {
     StartGate,
     /// The handshake is written; `resuming` says whether it asked to resume.
     Ready { resuming: bool },
+    /// The server refused to resume and keeps the socket: a fresh handshake goes out on it
+    /// once the wait it asked for is over; nothing of it is written yet.
+    Reidentify,
 }
 
 /// What happens once a drained socket is gone.

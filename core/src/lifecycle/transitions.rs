@@ -118,6 +118,19 @@ impl<P: Protocol> Client<P> {
             (V::Handshaking(conn, _), T::HandshakeDone { resumed }) => {
                 self.ready(conn, resumed, now);
             }
+            // A refused resume keeps the socket: wait as the server asks, then identify
+            // afresh on it (Discord's rule for resuming), rather than open another. After a
+            // gateway restart this halves the connections a fleet makes.
+            (
+                V::Handshaking(conn, Stage::Ready { resuming: true }),
+                T::InvalidSession {
+                    resumable: false,
+                    wait,
+                },
+            ) => self.reidentify_later(conn, wait, now),
+            (V::Handshaking(conn, Stage::Reidentify), T::Expired(Timer::Reidentify)) => {
+                self.begin_handshake(conn, now);
+            }
             // F11: a stalled handshake recycles the connection, resuming where possible.
             (V::Handshaking(conn, _), T::Expired(Timer::Hello)) => {
                 self.recycle(conn, Reason::HelloTimeout, now);
@@ -367,6 +380,19 @@ impl<P: Protocol> Client<P> {
         } else {
             self.write_handshake(conn, now);
         }
+    }
+
+    /// Waits within `wait` on the same socket before a fresh handshake.
+    fn reidentify_later(&mut self, conn: ConnId, wait: (Duration, Duration), now: Instant) {
+        self.timers.stop(Timer::Ready);
+        let delay = uniform(wait.0, wait.1, &mut self.rng);
+        self.timers.set(Timer::Reidentify, after(now, delay));
+        let stage = Stage::Reidentify;
+        self.transition(
+            State::Handshaking { conn, stage },
+            Reason::InvalidSession { resumable: false },
+            Some(delay),
+        );
     }
 
     /// F13: the machine writes the handshake itself, ahead of any application frame.
