@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use futures_util::FutureExt;
+use futures_util::{FutureExt, StreamExt};
 use tether_core::{
     CallError, Client, CloseCause, CloseFrame, Command, ConnId, Event, Frame, Input, OpenError,
     OpenErrorKind, Outcome, Protocol, RequestError, RequestId, ReturnReason, SendError, SendId,
@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, debug, debug_span};
 
 use crate::options::Options;
-use crate::socket::{self, Open, Polled, Read, Tls};
+use crate::socket::{self, Read, Reader, Tls, Writer};
 use crate::target::Target;
 use crate::{Profile, Runtime};
 use tungstenite::Message;
@@ -59,6 +59,7 @@ enum Wake<S, P: Protocol> {
     Room,
     Read(ConnId, Read),
     Dialed(socket::Dialed<S>),
+    WriteFailed(ConnId, CloseCause),
     Granted(ConnId),
     Timer,
 }
@@ -95,12 +96,14 @@ pub(crate) struct Driver<R: Runtime, P: Protocol> {
     calls: mpsc::Receiver<Call<P>>,
     news_tx: mpsc::UnboundedSender<socket::News<R::Socket>>,
     news: mpsc::UnboundedReceiver<socket::News<R::Socket>>,
-    /// Every open socket: the driver reads and writes them itself, so what a socket reads
-    /// reaches the machine, and what the machine writes reaches the socket, with no hop in
-    /// between. While frames wait on any of them beyond the socket queue, the driver takes
-    /// no calls: the application's sends feel the backpressure.
-    open: Vec<Open<R::Socket>>,
+    /// The read half of every open socket: the driver reads them itself, so what a
+    /// socket reads reaches the machine with no hop in between.
+    readers: Vec<Reader<R::Socket>>,
     read_cursor: usize,
+    /// The write side of every open socket. While frames wait on any of them beyond the
+    /// socket queue, the driver takes no calls: the application's sends feel the
+    /// backpressure.
+    writers: Vec<Writer<R>>,
     events: EventSender<P>,
     /// Events not yet handed to the application, sent as one batch per driver turn.
     pending_events: Vec<Event<P::Message, P::Response>>,
@@ -139,8 +142,9 @@ where
             calls,
             news_tx,
             news,
-            open: Vec::new(),
+            readers: Vec::new(),
             read_cursor: 0,
+            writers: Vec::new(),
             events,
             pending_events: Vec::new(),
             sockets: HashMap::new(),
@@ -169,25 +173,23 @@ where
                 armed = deadline;
             }
             let room_for_events = self.room_for_events();
-            let blocked = self.any_blocked();
+            let blocked = self.blocked_writer();
             // Unbiased: a sender that never pauses cannot starve the reads (and so the
             // heartbeat acks), nor a flood of reads the application's calls.
             let wake = tokio::select! {
-                call = self.calls.recv(), if !handles_gone && !blocked => Wake::Call(call),
+                call = self.calls.recv(), if !handles_gone && blocked.is_none() => Wake::Call(call),
+                () = async { if let Some(shared) = &blocked { shared.room().await } }, if blocked.is_some() => Wake::Room,
                 Some(news) = self.news.recv() => match news {
                     socket::News::Dialed(conn, opened) => Wake::Dialed((conn, *opened)),
+                    socket::News::WriteFailed(conn, cause) => Wake::WriteFailed(conn, *cause),
                     socket::News::Granted(conn) => Wake::Granted(conn),
                 },
                 // Only when the application is behind: the driver waits for it to take
                 // some events before reading any more.
                 () = self.events.room(), if !room_for_events => Wake::Room,
-                // Writes always make progress; reads only while the application keeps up.
-                polled = std::future::poll_fn(|cx| {
-                    socket::poll_sockets(&mut self.open, &mut self.read_cursor, room_for_events, cx)
-                }), if !self.open.is_empty() => match polled {
-                    Polled::Read(conn, read) => Wake::Read(conn, read),
-                    Polled::Wrote => Wake::Room,
-                },
+                (conn, read) = std::future::poll_fn(|cx| {
+                    socket::poll_readers(&mut self.readers, &mut self.read_cursor, cx)
+                }), if room_for_events && !self.readers.is_empty() => Wake::Read(conn, read),
                 () = std::future::poll_fn(|cx| match sleep.as_mut() {
                     Some(sleep) => sleep.as_mut().poll(cx),
                     None => std::task::Poll::Pending,
@@ -224,20 +226,20 @@ where
                             break;
                         }
                         let more = std::future::poll_fn(|cx| {
-                            socket::poll_sockets(&mut self.open, &mut self.read_cursor, true, cx)
+                            socket::poll_readers(&mut self.readers, &mut self.read_cursor, cx)
                         })
                         .now_or_never();
                         match more {
-                            Some(Polled::Read(conn, read)) => {
+                            Some((conn, read)) => {
                                 self.read(conn, read);
                                 self.perform();
                             }
-                            Some(Polled::Wrote) => {}
                             None => break,
                         }
                     }
                 }
                 Wake::Dialed((conn, opened)) => self.dialed(conn, opened),
+                Wake::WriteFailed(conn, cause) => self.end(conn, cause),
                 Wake::Granted(conn) => {
                     self.feed(Input::StartGranted { conn }, Instant::now());
                 }
@@ -255,7 +257,8 @@ where
         for (_, mut socket) in self.sockets.drain() {
             socket.stop();
         }
-        self.open.clear();
+        self.readers.clear();
+        self.writers.clear();
         self.refuse_remaining_calls();
         for waiter in self.shutdown_waiters.drain(..) {
             let _ = waiter.send(std::mem::take(&mut self.returned_at_shutdown));
@@ -361,15 +364,10 @@ where
                     ..
                 } = cause
                 {
-                    // Tell the peer why (1009) as the socket goes, for a moment at most.
-                    if let Some(at) = self.open.iter().position(|s| s.conn == conn) {
-                        let socket = self.open.swap_remove(at);
-                        let deadline = self
-                            .runtime
-                            .sleep_until(Instant::now() + std::time::Duration::from_millis(100));
-                        let frame = CloseFrame::new(1009, "message too big");
-                        self.runtime
-                            .spawn_detached(socket.close_with(frame, deadline));
+                    // Tell the peer why (1009) as the socket goes.
+                    if let Some(at) = self.writers.iter().position(|w| w.conn == conn) {
+                        let writer = self.writers.swap_remove(at);
+                        writer.close_with(CloseFrame::new(1009, "message too big"));
                     }
                 }
                 self.end(conn, cause);
@@ -386,8 +384,15 @@ where
         socket.dialing = None;
         match opened {
             Ok(ws) => {
+                let (sink, stream) = ws.split();
                 socket.opened = true;
-                self.open.push(Open::new(conn, ws));
+                self.writers.push(Writer::spawn(
+                    &self.runtime,
+                    conn,
+                    sink,
+                    self.news_tx.clone(),
+                ));
+                self.readers.push(Reader::new(conn, stream));
                 socket.span.in_scope(|| debug!("opened"));
                 self.feed(Input::Opened { conn }, Instant::now());
             }
@@ -410,6 +415,9 @@ where
         while let Some(command) = self.client.poll_command() {
             self.watch.command(&command);
             self.command(command);
+        }
+        for writer in &mut self.writers {
+            writer.send_batch();
         }
         while let Some(event) = self.client.poll_event() {
             self.watch.event(&event);
@@ -472,16 +480,21 @@ where
     }
 
     fn write(&mut self, conn: ConnId, message: Message) {
-        if let Some(socket) = self.open.iter_mut().find(|s| s.conn == conn) {
-            socket.push(message);
+        if let Some(writer) = self.writers.iter_mut().find(|w| w.conn == conn) {
+            writer.push(message);
         }
     }
 
-    /// Whether a socket has more frames waiting than the socket queue allows.
     fn any_blocked(&self) -> bool {
-        self.open
+        self.blocked_writer().is_some()
+    }
+
+    /// The writer with more frames waiting than the socket queue allows, if any.
+    fn blocked_writer(&self) -> Option<std::sync::Arc<crate::handoff::Handoff<Message>>> {
+        self.writers
             .iter()
-            .any(|s| s.waiting() >= self.options.socket_queue)
+            .find(|w| w.waiting() >= self.options.socket_queue)
+            .map(Writer::handoff)
     }
 
     /// Drops the transport at once and reports the end the adapter owes the machine.
@@ -498,7 +511,8 @@ where
         let opened = socket.opened();
         let cause_text = cause.to_string();
         socket.stop();
-        self.open.retain(|s| s.conn != conn);
+        self.readers.retain(|r| r.conn != conn);
+        self.writers.retain(|w| w.conn != conn);
         let input = if opened {
             Input::Closed { conn, cause }
         } else {

@@ -1,7 +1,7 @@
-//! Sockets: opening them (through the runtime, a task per attempt), then reading and
-//! writing them from the driver itself.
+//! Sockets: opening them (through the runtime, a task per attempt), then reading them from
+//! the driver itself and writing them from a task per socket.
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::{SinkExt, StreamExt};
@@ -11,11 +11,12 @@ use tracing::debug;
 use tungstenite::Message;
 
 use crate::Runtime;
+use crate::handoff::Handoff;
 use crate::wire;
 
 /// The TLS settings for `wss://`.
 #[cfg(feature = "rustls")]
-pub type Tls = std::sync::Arc<rustls::ClientConfig>;
+pub type Tls = Arc<rustls::ClientConfig>;
 /// Without TLS support, `wss://` is refused when connecting; nothing is ever held here.
 #[cfg(not(feature = "rustls"))]
 pub type Tls = NoTls;
@@ -24,6 +25,9 @@ pub type Tls = NoTls;
 #[cfg(not(feature = "rustls"))]
 #[derive(Debug, Clone)]
 pub enum NoTls {}
+
+pub(crate) type ReadHalf<S> = futures_util::stream::SplitStream<S>;
+pub(crate) type WriteHalf<S> = futures_util::stream::SplitSink<S, Message>;
 
 /// The result of one open, for the driver.
 pub(crate) type Dialed<S> = (ConnId, Result<S, OpenError>);
@@ -34,6 +38,8 @@ pub(crate) type Dialed<S> = (ConnId, Result<S, OpenError>);
 pub(crate) enum News<S> {
     /// An open attempt resolved.
     Dialed(ConnId, Box<Result<S, OpenError>>),
+    /// Writing to a socket failed.
+    WriteFailed(ConnId, Box<CloseCause>),
     /// The start gate granted a session start.
     Granted(ConnId),
 }
@@ -57,15 +63,125 @@ pub(crate) async fn dial<R: Runtime>(
     let _ = done.send(News::Dialed(conn, Box::new(opened)));
 }
 
-/// One open socket, read and written by the driver itself: no task of its own, no lock
-/// between halves. Writes wait in the socket's queue and go out as the socket takes them,
-/// polled in the same turn as its reads, so a peer that does not read never stops the
-/// driver from reading (and an echoing peer never deadlocks with us).
-pub(crate) struct Open<S> {
+/// The write side of one open socket. The driver collects each turn's frames into a
+/// batch; a task of the socket's own writes them, so reading and writing go on side by side
+/// (a peer that echoes never deadlocks with us, and large frames use both cores), at one
+/// wake per batch rather than per frame.
+pub(crate) struct Writer<R: Runtime> {
     pub(crate) conn: ConnId,
-    ws: S,
-    queue: VecDeque<Message>,
-    unflushed: bool,
+    batch: Vec<Message>,
+    handoff: Arc<Handoff<Message>>,
+    /// Dropping it cancels the writer, and the socket's write half goes with it.
+    task: Option<R::Task>,
+    runtime: R,
+}
+
+impl<R: Runtime> Writer<R> {
+    /// Starts the writer task of socket `conn`; a failed write is reported on `failed`.
+    pub(crate) fn spawn(
+        runtime: &R,
+        conn: ConnId,
+        sink: WriteHalf<R::Socket>,
+        failed: mpsc::UnboundedSender<News<R::Socket>>,
+    ) -> Self {
+        let handoff = Arc::new(Handoff::new());
+        let task = Some(runtime.spawn(write_batches(conn, sink, handoff.clone(), failed)));
+        Self {
+            conn,
+            batch: Vec::new(),
+            handoff,
+            task,
+            runtime: runtime.clone(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, message: Message) {
+        self.batch.push(message);
+    }
+
+    /// Hands this turn's frames to the writer task.
+    pub(crate) fn send_batch(&mut self) {
+        self.handoff.send(&mut self.batch);
+    }
+
+    /// Frames handed over and not yet written, and this turn's.
+    pub(crate) fn waiting(&self) -> usize {
+        self.handoff.in_flight() + self.batch.len()
+    }
+
+    /// The hand-off, to wait on for room.
+    pub(crate) fn handoff(&self) -> Arc<Handoff<Message>> {
+        self.handoff.clone()
+    }
+
+    /// Sends one last close frame, then lets the socket go shortly after.
+    pub(crate) fn close_with(mut self, frame: CloseFrame) {
+        self.push(wire::close(frame));
+        self.send_batch();
+        let task = self.task.take();
+        let sleep = self
+            .runtime
+            .sleep_until(std::time::Instant::now() + std::time::Duration::from_millis(100));
+        self.runtime.spawn_detached(async move {
+            sleep.await;
+            drop(task);
+        });
+    }
+}
+
+impl<R: Runtime> Drop for Writer<R> {
+    /// The socket's write half goes with its task.
+    fn drop(&mut self) {
+        self.handoff.close_producer();
+    }
+}
+
+async fn write_batches<S>(
+    conn: ConnId,
+    mut sink: WriteHalf<S>,
+    handoff: Arc<Handoff<Message>>,
+    failed: mpsc::UnboundedSender<News<S>>,
+) where
+    S: futures_util::Sink<Message, Error = tungstenite::Error> + futures_util::Stream,
+{
+    let mut local = std::collections::VecDeque::new();
+    loop {
+        let open = std::future::poll_fn(|cx| handoff.poll_take(&mut local, cx)).await;
+        if !open {
+            return;
+        }
+        let n = local.len();
+        while let Some(message) = local.pop_front() {
+            if let Err(error) = sink.feed(message).await {
+                let _ = failed.send(News::WriteFailed(
+                    conn,
+                    Box::new(wire::closed_by(&error, None)),
+                ));
+                return;
+            }
+        }
+        handoff.took(n, true);
+        // Flush once nothing more waits: a busy writer shares one flush across batches.
+        // One turn first lets a driver that is about to hand over more do so.
+        if handoff.in_flight() == 0 {
+            yield_once().await;
+        }
+        if handoff.in_flight() == 0 {
+            if let Err(error) = sink.flush().await {
+                let _ = failed.send(News::WriteFailed(
+                    conn,
+                    Box::new(wire::closed_by(&error, None)),
+                ));
+                return;
+            }
+        }
+    }
+}
+
+/// The read half of one open socket, owned by the driver.
+pub(crate) struct Reader<S> {
+    pub(crate) conn: ConnId,
+    stream: ReadHalf<S>,
     peer_close: Option<CloseFrame>,
 }
 
@@ -76,71 +192,21 @@ pub(crate) enum Read {
     End(CloseCause),
 }
 
-/// What polling the sockets produced.
-pub(crate) enum Polled {
-    /// A socket read something (or ended).
-    Read(ConnId, Read),
-    /// Writes went out: the queues are shorter, or flushed.
-    Wrote,
-}
-
-impl<S> Open<S>
+impl<S> Reader<S>
 where
-    S: futures_util::Stream<Item = Result<Message, tungstenite::Error>>
-        + futures_util::Sink<Message, Error = tungstenite::Error>
-        + Unpin,
+    S: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
 {
-    pub(crate) fn new(conn: ConnId, ws: S) -> Self {
+    pub(crate) fn new(conn: ConnId, stream: ReadHalf<S>) -> Self {
         Self {
             conn,
-            ws,
-            queue: VecDeque::new(),
-            unflushed: false,
+            stream,
             peer_close: None,
         }
     }
 
-    pub(crate) fn push(&mut self, message: Message) {
-        self.queue.push_back(message);
-    }
-
-    /// Frames waiting to be written.
-    pub(crate) fn waiting(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// Moves queued frames into the socket while it takes them, then flushes. `Ok(true)`
-    /// when anything moved on; `Err` when the socket failed.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, tungstenite::Error> {
-        let mut moved = false;
-        while !self.queue.is_empty() {
-            match self.ws.poll_ready_unpin(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(moved),
-            }
-            if let Some(message) = self.queue.pop_front() {
-                self.ws.start_send_unpin(message)?;
-                self.unflushed = true;
-                moved = true;
-            }
-        }
-        if self.unflushed {
-            match self.ws.poll_flush_unpin(cx) {
-                Poll::Ready(Ok(())) => {
-                    self.unflushed = false;
-                    moved = true;
-                }
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => {}
-            }
-        }
-        Ok(moved)
-    }
-
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Read> {
         loop {
-            let next = match self.ws.poll_next_unpin(cx) {
+            let next = match self.stream.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(next) => next,
             };
@@ -166,58 +232,41 @@ where
     fn end(&mut self, error: &tungstenite::Error) -> CloseCause {
         wire::closed_by(error, self.peer_close.take())
     }
-
-    /// Sends one last close frame, giving up at `deadline`, and lets the socket go.
-    pub(crate) async fn close_with(
-        mut self,
-        frame: CloseFrame,
-        deadline: futures_util::future::BoxFuture<'static, ()>,
-    ) {
-        let send = self.ws.send(wire::close(frame));
-        futures_util::pin_mut!(send);
-        let _ = futures_util::future::select(send, deadline).await;
-    }
 }
 
-/// Makes write progress on every socket and reads them in turn from `cursor` (when
-/// `read` allows), so no socket starves another. A failed write ends its socket like a
-/// failed read.
-pub(crate) fn poll_sockets<S>(
-    sockets: &mut [Open<S>],
+/// Polls every reader in turn, from `cursor`, so no socket starves another.
+pub(crate) fn poll_readers<S>(
+    readers: &mut [Reader<S>],
     cursor: &mut usize,
-    read: bool,
     cx: &mut Context<'_>,
-) -> Poll<Polled>
+) -> Poll<(ConnId, Read)>
 where
-    S: futures_util::Stream<Item = Result<Message, tungstenite::Error>>
-        + futures_util::Sink<Message, Error = tungstenite::Error>
-        + Unpin,
+    S: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
 {
-    let mut wrote = false;
-    for socket in sockets.iter_mut() {
-        match socket.poll_write(cx) {
-            Ok(moved) => wrote |= moved,
-            Err(error) => {
-                let cause = socket.end(&error);
-                return Poll::Ready(Polled::Read(socket.conn, Read::End(cause)));
+    let n = readers.len();
+    for i in 0..n {
+        let at = (*cursor + i) % n;
+        if let Some(reader) = readers.get_mut(at) {
+            if let Poll::Ready(read) = reader.poll_read(cx) {
+                *cursor = at + 1;
+                return Poll::Ready((reader.conn, read));
             }
         }
     }
-    if read {
-        let n = sockets.len();
-        for i in 0..n {
-            let at = (*cursor + i) % n;
-            if let Some(socket) = sockets.get_mut(at) {
-                if let Poll::Ready(read) = socket.poll_read(cx) {
-                    *cursor = at + 1;
-                    return Poll::Ready(Polled::Read(socket.conn, read));
-                }
-            }
+    Poll::Pending
+}
+
+/// Gives the executor one turn, whatever the executor.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
         }
-    }
-    if wrote {
-        Poll::Ready(Polled::Wrote)
-    } else {
-        Poll::Pending
-    }
+    })
+    .await;
 }
