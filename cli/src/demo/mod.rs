@@ -407,7 +407,7 @@ impl Demo {
             .registry
             .stale_closes;
         let disconnects_before = self.seen.disconnected_presences.load(Ordering::Relaxed);
-        self.proxy.hang_all();
+        self.proxy.hang_all().await;
         self.client
             .reconnect(ReconnectMode::Fresh)
             .await

@@ -2,6 +2,7 @@
 //! sockets already carried (cut them, or hang them: open, silent) while new ones pass.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -17,11 +18,18 @@ enum Fate {
     Cut,
 }
 
+/// One carried socket's controls: its fate, and whether it has stopped carrying yet
+/// (hung, or ended).
+struct Carried {
+    fate: watch::Sender<Fate>,
+    stopped: Arc<AtomicBool>,
+}
+
 /// The proxy; it stops when dropped.
 pub struct Proxy {
     /// Where clients connect.
     pub addr: SocketAddr,
-    carried: Arc<Mutex<Vec<watch::Sender<Fate>>>>,
+    carried: Arc<Mutex<Vec<Carried>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -30,7 +38,7 @@ impl Proxy {
     pub async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let carried: Arc<Mutex<Vec<watch::Sender<Fate>>>> = Arc::default();
+        let carried: Arc<Mutex<Vec<Carried>>> = Arc::default();
         let list = carried.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -38,10 +46,17 @@ impl Proxy {
                     continue;
                 };
                 let (fate, watched) = watch::channel(Fate::Pass);
+                let stopped = Arc::new(AtomicBool::new(false));
                 list.lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .push(fate);
-                tokio::spawn(carry(client, server, watched));
+                    .push(Carried {
+                        fate,
+                        stopped: stopped.clone(),
+                    });
+                tokio::spawn(async move {
+                    carry(client, server, watched, &stopped).await;
+                    stopped.store(true, Ordering::Release);
+                });
             }
         });
         Ok(Self {
@@ -56,11 +71,15 @@ impl Proxy {
         format!("ws://{}/", self.addr)
     }
 
-    fn doom(&self, fate: Fate) {
+    fn doom(&self, fate: Fate) -> Vec<Arc<AtomicBool>> {
         let mut carried = self.carried.lock().unwrap_or_else(PoisonError::into_inner);
-        for socket in carried.drain(..) {
-            let _ = socket.send(fate);
-        }
+        carried
+            .drain(..)
+            .map(|socket| {
+                let _ = socket.fate.send(fate);
+                socket.stopped
+            })
+            .collect()
     }
 
     /// Resets every socket carried so far (both sides see a drop).
@@ -68,9 +87,15 @@ impl Proxy {
         self.doom(Fate::Cut);
     }
 
-    /// Every socket carried so far goes silent, both ways, and stays open.
-    pub fn hang_all(&self) {
-        self.doom(Fate::Hang);
+    /// Every socket carried so far goes silent, both ways, and stays open. Resolves once
+    /// each has stopped carrying, so nothing written after this call gets through.
+    pub async fn hang_all(&self) {
+        for stopped in self.doom(Fate::Hang) {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+            while !stopped.load(Ordering::Acquire) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
     }
 }
 
@@ -81,15 +106,39 @@ impl Drop for Proxy {
     }
 }
 
-async fn carry(client: TcpStream, server: TcpStream, mut fate: watch::Receiver<Fate>) {
+async fn carry(
+    client: TcpStream,
+    server: TcpStream,
+    mut fate: watch::Receiver<Fate>,
+    stopped: &AtomicBool,
+) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     let mut up = vec![0u8; 16 * 1024];
     let mut down = vec![0u8; 16 * 1024];
+    // Until its controls are gone; then it just carries.
+    let mut watching = true;
     loop {
         tokio::select! {
+            // A fate comes first: once told to hang, not one more byte goes through.
+            biased;
+            changed = fate.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false;
+                    continue;
+                }
+                match *fate.borrow() {
+                    Fate::Pass => continue,
+                    Fate::Cut => break,
+                    Fate::Hang => {}
+                }
+                stopped.store(true, Ordering::Release);
+                // Silent and open until the demo is over.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                break;
+            }
             n = cr.read(&mut up) => match n {
                 Ok(n) if n > 0 => if sw.write_all(&up[..n]).await.is_err() { break },
                 _ => break,
@@ -98,19 +147,6 @@ async fn carry(client: TcpStream, server: TcpStream, mut fate: watch::Receiver<F
                 Ok(n) if n > 0 => if cw.write_all(&down[..n]).await.is_err() { break },
                 _ => break,
             },
-            changed = fate.changed() => {
-                if changed.is_err() {
-                    continue;
-                }
-                match *fate.borrow() {
-                    Fate::Pass => continue,
-                    Fate::Cut => break,
-                    Fate::Hang => {}
-                }
-                // Silent and open until the demo is over.
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                break;
-            }
         }
     }
     // Reset rather than close: a cut looks like a network drop to both sides.
