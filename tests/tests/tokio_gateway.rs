@@ -472,3 +472,72 @@ async fn dropping_every_handle_stops_accepting() {
     );
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_replay_on_resume_is_not_mistaken_for_a_slow_client() {
+    // A small outbound queue and a large replay: the queue grows to hold the replay.
+    let config = GatewayConfig::builder(ServerProfile::Discord)
+        .heartbeat_interval(Duration::from_millis(500))
+        .replay_capacity(600)
+        .build()
+        .unwrap();
+    let options = GatewayOptions {
+        outbound_queue: 8,
+        ..GatewayOptions::default()
+    };
+    let (gateway, mut events, _) = gateway(config, options).await;
+    let mut log = Vec::new();
+    let proxy = FaultProxy::start(gateway.local_addr().unwrap()).await;
+    let (client, mut client_events) = discord_client(&proxy.url());
+    until(&mut events, &mut log, |e| {
+        matches!(
+            e,
+            GatewayEvent::Presence {
+                presence: Presence::Connected,
+                ..
+            }
+        )
+    })
+    .await;
+    proxy.set(Mode::Blackhole);
+    proxy.reset_all();
+    until(&mut events, &mut log, |e| {
+        matches!(
+            e,
+            GatewayEvent::Presence {
+                presence: Presence::Disconnected,
+                ..
+            }
+        )
+    })
+    .await;
+    for n in 0..500 {
+        gateway
+            .dispatch("bot", "N", raw(&n.to_string()))
+            .await
+            .unwrap();
+    }
+    proxy.set(Mode::Pass);
+    let GatewayEvent::Resumed { replayed, .. } = until(&mut events, &mut log, |e| {
+        matches!(e, GatewayEvent::Resumed { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(replayed, 500);
+    let mut seen = 0;
+    tokio::time::timeout(LIMIT, async {
+        while seen < 500 {
+            if let Some(Event::Message { message, .. }) = client_events.next().await {
+                if message.name.as_str() == "N" {
+                    seen += 1;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the whole replay arrives");
+    assert_eq!(gateway.stats().await.unwrap().too_slow, 0);
+    client.shutdown().await;
+}

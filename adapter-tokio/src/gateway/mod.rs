@@ -61,7 +61,9 @@ use outbox::{Outbox, Refused};
 pub struct GatewayOptions {
     /// Sockets held at once; further upgrades get 503 with `Retry-After`.
     pub max_connections: usize,
-    /// Frames waiting to be written per socket before its client counts as too slow.
+    /// Frames waiting to be written per socket before its client counts as too slow. Never
+    /// less than a full resume's replay (the gateway's replay capacity and a few frames
+    /// more), so replaying what a client missed cannot itself make it too slow.
     pub outbound_queue: usize,
     /// Events buffered for the application; when full the gateway waits for it.
     pub event_buffer: usize,
@@ -94,6 +96,10 @@ impl Default for GatewayOptions {
         }
     }
 }
+
+/// Frames a resume writes besides the replay: RESUMED, a heartbeat ack, what the
+/// application sends meanwhile.
+const REPLAY_MARGIN: usize = 16;
 
 /// Why a call on the gateway did not happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -131,6 +137,10 @@ pub fn serve(
 ) -> (GatewayHandle, GatewayEvents) {
     let local_addr = listener.local_addr().ok();
     let handshake_timeout = config.handshake_timeout();
+    let mut options = options;
+    options.outbound_queue = options
+        .outbound_queue
+        .max(config.replay_capacity().saturating_add(REPLAY_MARGIN));
     let gateway = Gateway::new(config, auth, fastrand::u64(..));
     let (calls, inbox) = mpsc::channel(1024);
     let (events_tx, events) = mpsc::channel(options.event_buffer.max(1));

@@ -65,6 +65,11 @@ impl GatewayConfig {
         self.heartbeat_interval
     }
 
+    /// How many recent dispatches each session keeps for replay.
+    pub fn replay_capacity(&self) -> usize {
+        self.replay_capacity
+    }
+
     /// How long a socket may take from accept to ready.
     pub fn handshake_timeout(&self) -> Duration {
         self.handshake_timeout
