@@ -50,7 +50,7 @@ async fn until(
     log: &mut Vec<GatewayEvent>,
     f: impl Fn(&GatewayEvent) -> bool,
 ) -> GatewayEvent {
-    tokio::time::timeout(LIMIT, async {
+    let found = tokio::time::timeout(LIMIT, async {
         loop {
             let event = events.recv().await.expect("gateway running");
             log.push(event.clone());
@@ -59,8 +59,11 @@ async fn until(
             }
         }
     })
-    .await
-    .expect("gateway event in time")
+    .await;
+    match found {
+        Ok(event) => event,
+        Err(_) => panic!("the awaited gateway event did not come; saw {log:#?}"),
+    }
 }
 
 fn rpc_client(url: &str, name: &'static str, peer: &str) -> tether_tokio::Handle<Rpc> {
@@ -488,17 +491,20 @@ async fn a_full_replay_on_resume_is_not_mistaken_for_a_slow_client() {
     let (gateway, mut events, _) = gateway(config, options).await;
     let mut log = Vec::new();
     let proxy = FaultProxy::start(gateway.local_addr().unwrap()).await;
-    let (client, mut client_events) = discord_client(&proxy.url());
-    until(&mut events, &mut log, |e| {
-        matches!(
-            e,
-            GatewayEvent::Presence {
-                presence: Presence::Connected,
-                ..
-            }
-        )
+    // The way back stays shut while 500 dispatches are made: the client keeps trying to
+    // resume all that time instead of giving the session up after a few failed attempts.
+    let profile = Discord::builder(Identify::new(Token::new("token-bot"), 0))
+        .max_resume_failures(10_000)
+        .build()
+        .unwrap();
+    let (client, mut client_events) =
+        tether_tokio::connect(proxy.url().as_str(), fast().build().unwrap(), profile).unwrap();
+    // The client has its session (it read READY) before its socket is cut.
+    tokio::time::timeout(LIMIT, async {
+        while !matches!(client_events.next().await, Some(Event::Ready { .. })) {}
     })
-    .await;
+    .await
+    .expect("ready");
     proxy.set(Mode::Blackhole);
     proxy.reset_all();
     until(&mut events, &mut log, |e| {
