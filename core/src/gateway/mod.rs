@@ -12,7 +12,9 @@
 
 mod auth;
 mod config;
+mod discord;
 mod event;
+mod rpc;
 mod sessions;
 mod wire;
 
@@ -27,12 +29,11 @@ pub use config::{GatewayConfig, GatewayConfigBuilder, ServerProfile};
 pub use event::{
     CloseWhy, Delivered, Faults, GatewayCommand, GatewayError, GatewayEvent, GatewayStats,
 };
-use sessions::{ResumeRefused, Sessions};
-use wire::{DiscordIn, RpcIn};
+use sessions::Sessions;
+use wire::RpcIn;
 
 use crate::conn::ConnId;
-use crate::event::RemoteError;
-use crate::frame::{Frame, Utf8Bytes};
+use crate::frame::Frame;
 use crate::registry::{InvokeError, InvokeId, Registry, RegistryEvent};
 use crate::timer::after;
 
@@ -443,212 +444,6 @@ impl Gateway {
             self.close(old, CloseWhy::Replaced);
         }
         self.registry.watch(conn, self.config.liveness_bound(), now);
-    }
-
-    fn discord_frame(
-        &mut self,
-        conn: ConnId,
-        ready: Option<PeerId>,
-        text: Utf8Bytes,
-        now: Instant,
-    ) {
-        let frame = match wire::read_discord(text.as_str()) {
-            Ok(frame) => frame,
-            Err(reason) => return self.bad_frame(conn, reason),
-        };
-        match (frame, ready) {
-            (DiscordIn::Heartbeat, ready) => {
-                if self.ack_allowed(conn) {
-                    self.write(conn, wire::heartbeat_ack());
-                }
-                if ready.is_some() {
-                    self.registry.beat(conn, now);
-                }
-            }
-            (DiscordIn::Identify { token, d }, None) => {
-                let credentials = Credentials {
-                    token: token.as_deref(),
-                    payload: d.get(),
-                };
-                match self.auth.authenticate(&credentials) {
-                    Ok(peer) => self.identified(conn, peer, now),
-                    Err(_) => self.rejected(conn),
-                }
-            }
-            (
-                DiscordIn::Resume {
-                    token,
-                    session_id,
-                    seq,
-                },
-                None,
-            ) => {
-                let credentials = Credentials {
-                    token: token.as_deref(),
-                    payload: "",
-                };
-                match self.auth.authenticate(&credentials) {
-                    Ok(peer) => self.resume(conn, peer, &session_id, seq, now),
-                    Err(_) => self.rejected(conn),
-                }
-            }
-            (DiscordIn::Identify { .. } | DiscordIn::Resume { .. }, Some(_)) => {
-                self.close(conn, CloseWhy::AlreadyAuthenticated);
-            }
-            (DiscordIn::Application, Some(peer)) => {
-                self.events
-                    .push_back(GatewayEvent::Message { peer, conn, text });
-            }
-            (DiscordIn::Application, None) => self.close(conn, CloseWhy::NotAuthenticated),
-            (DiscordIn::Unknown(op), _) => {
-                self.stats.bad_frames += 1;
-                self.events.push_back(GatewayEvent::BadFrame {
-                    conn,
-                    reason: format!("unknown opcode {op}"),
-                });
-                self.close(conn, CloseWhy::UnknownOpcode);
-            }
-        }
-    }
-
-    fn identified(&mut self, conn: ConnId, peer: PeerId, now: Instant) {
-        let id = loop {
-            let id = format!("{:032x}", self.rng.u128(..));
-            if !self.sessions.contains(&id) {
-                break id;
-            }
-        };
-        let data = wire::ready_data(&id, self.config.resume_url.as_deref());
-        self.sessions.start(id, peer.clone(), conn);
-        self.ready(conn, peer.clone(), now);
-        if let Some(pushed) = self.sessions.push(&peer, "READY", &data) {
-            self.write(conn, pushed.frame);
-        }
-    }
-
-    fn resume(
-        &mut self,
-        conn: ConnId,
-        peer: PeerId,
-        session_id: &str,
-        seq: Option<u64>,
-        now: Instant,
-    ) {
-        let refused_on_demand = self.faults.invalid_session_rate > 0.0
-            && self.rng.f64() < self.faults.invalid_session_rate;
-        let resumed = if refused_on_demand {
-            Err(ResumeRefused::Unknown)
-        } else {
-            self.sessions.resume(session_id, &peer, seq, conn)
-        };
-        match resumed {
-            Ok((_, missed)) => {
-                self.ready(conn, peer.clone(), now);
-                let replayed = missed.len();
-                for frame in missed {
-                    self.write(conn, frame);
-                }
-                if let Some(pushed) = self.sessions.push(&peer, "RESUMED", "null") {
-                    self.write(conn, pushed.frame);
-                }
-                self.stats.resumes += 1;
-                self.stats.replayed += replayed as u64;
-                self.events.push_back(GatewayEvent::Resumed {
-                    peer,
-                    conn,
-                    replayed,
-                });
-            }
-            Err(ResumeRefused::Unknown | ResumeRefused::OtherPeer | ResumeRefused::OutOfReach) => {
-                // The client identifies afresh, on this socket or the next, after waiting
-                // up to 5 s as the protocol asks: its handshake time starts again after it.
-                self.stats.invalid_sessions += 1;
-                self.write(conn, wire::invalid_session(false));
-                self.restart_handshake_clock(conn, now + INVALID_SESSION_WAIT);
-            }
-        }
-    }
-
-    fn rpc_frame(&mut self, conn: ConnId, ready: Option<PeerId>, text: Utf8Bytes, now: Instant) {
-        let frame = match wire::read_rpc(text.as_str()) {
-            Ok(frame) => frame,
-            Err(reason) => return self.bad_frame(conn, reason),
-        };
-        if ready.is_some() {
-            self.registry.beat(conn, now);
-        }
-        match (frame, ready) {
-            (RpcIn::Connect { params, id }, None) => {
-                let id = id.get().to_owned();
-                self.connect(conn, &id, params, now);
-            }
-            (RpcIn::Connect { id, .. }, Some(_)) => {
-                let reply = wire::rpc_error(id.get(), "ALREADY_CONNECTED", "already connected");
-                self.write(conn, reply);
-            }
-            (RpcIn::Ping { id }, _) => {
-                if self.ack_allowed(conn) {
-                    let reply = wire::rpc_ok(id.get(), "null");
-                    self.write(conn, reply);
-                }
-            }
-            (RpcIn::Application, Some(peer)) => {
-                self.events
-                    .push_back(GatewayEvent::Message { peer, conn, text });
-            }
-            (RpcIn::Answer { invoke, answer }, Some(_)) => self.answer(conn, invoke, answer, &text),
-            (RpcIn::Application | RpcIn::Answer { .. }, None) => {
-                self.close(conn, CloseWhy::NotAuthenticated);
-            }
-        }
-    }
-
-    fn connect(&mut self, conn: ConnId, id: &str, params: Option<&RawValue>, now: Instant) {
-        #[derive(serde::Deserialize)]
-        struct Params<'a> {
-            #[serde(borrow)]
-            token: Option<std::borrow::Cow<'a, str>>,
-            #[serde(borrow)]
-            nonce: Option<std::borrow::Cow<'a, str>>,
-        }
-        let payload = params.map_or("null", RawValue::get);
-        let fields = serde_json::from_str::<Params<'_>>(payload).ok();
-        let expected = self.conns.get(&conn).and_then(|c| c.nonce.clone());
-        let nonce = fields.as_ref().and_then(|f| f.nonce.as_deref());
-        if expected.is_some() && expected.as_deref() != nonce {
-            return self.rejected_rpc(
-                conn,
-                id,
-                &Rejection::new("challenge nonce missing or wrong"),
-            );
-        }
-        let credentials = Credentials {
-            token: fields.as_ref().and_then(|f| f.token.as_deref()),
-            payload,
-        };
-        match self.auth.authenticate(&credentials) {
-            Ok(peer) => {
-                let welcome = wire::rpc_welcome(self.config.heartbeat_interval);
-                self.write(conn, wire::rpc_ok(id, &welcome));
-                self.ready(conn, peer, now);
-            }
-            Err(rejection) => self.rejected_rpc(conn, id, &rejection),
-        }
-    }
-
-    fn answer(
-        &mut self,
-        conn: ConnId,
-        invoke: Option<u64>,
-        answer: Result<&str, (String, String)>,
-        text: &Utf8Bytes,
-    ) {
-        let answer = answer
-            .map(|payload| text.share(payload))
-            .map_err(|(code, message)| RemoteError { code, message });
-        // An id that is no number of ours can only be stray: the registry counts it.
-        let id = InvokeId::from_wire(invoke.unwrap_or(0));
-        self.registry.result(conn, id, answer);
     }
 
     fn closing_frame(&mut self, conn: ConnId, frame: Frame) {

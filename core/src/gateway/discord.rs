@@ -1,0 +1,136 @@
+//! The discord server side of the gateway: heartbeats and their acks, identify, resume
+//! with replay or an invalid session.
+
+use std::time::Instant;
+
+use super::sessions::ResumeRefused;
+use super::wire::{self, DiscordIn};
+use super::{CloseWhy, Credentials, Gateway, GatewayEvent, INVALID_SESSION_WAIT, PeerId};
+use crate::conn::ConnId;
+use crate::frame::Utf8Bytes;
+
+impl Gateway {
+    pub(super) fn discord_frame(
+        &mut self,
+        conn: ConnId,
+        ready: Option<PeerId>,
+        text: Utf8Bytes,
+        now: Instant,
+    ) {
+        let frame = match wire::read_discord(text.as_str()) {
+            Ok(frame) => frame,
+            Err(reason) => return self.bad_frame(conn, reason),
+        };
+        match (frame, ready) {
+            (DiscordIn::Heartbeat, ready) => {
+                if self.ack_allowed(conn) {
+                    self.write(conn, wire::heartbeat_ack());
+                }
+                if ready.is_some() {
+                    self.registry.beat(conn, now);
+                }
+            }
+            (DiscordIn::Identify { token, d }, None) => {
+                let credentials = Credentials {
+                    token: token.as_deref(),
+                    payload: d.get(),
+                };
+                match self.auth.authenticate(&credentials) {
+                    Ok(peer) => self.identified(conn, peer, now),
+                    Err(_) => self.rejected(conn),
+                }
+            }
+            (
+                DiscordIn::Resume {
+                    token,
+                    session_id,
+                    seq,
+                },
+                None,
+            ) => {
+                let credentials = Credentials {
+                    token: token.as_deref(),
+                    payload: "",
+                };
+                match self.auth.authenticate(&credentials) {
+                    Ok(peer) => self.resume(conn, peer, &session_id, seq, now),
+                    Err(_) => self.rejected(conn),
+                }
+            }
+            (DiscordIn::Identify { .. } | DiscordIn::Resume { .. }, Some(_)) => {
+                self.close(conn, CloseWhy::AlreadyAuthenticated);
+            }
+            (DiscordIn::Application, Some(peer)) => {
+                self.events
+                    .push_back(GatewayEvent::Message { peer, conn, text });
+            }
+            (DiscordIn::Application, None) => self.close(conn, CloseWhy::NotAuthenticated),
+            (DiscordIn::Unknown(op), _) => {
+                self.stats.bad_frames += 1;
+                self.events.push_back(GatewayEvent::BadFrame {
+                    conn,
+                    reason: format!("unknown opcode {op}"),
+                });
+                self.close(conn, CloseWhy::UnknownOpcode);
+            }
+        }
+    }
+
+    fn identified(&mut self, conn: ConnId, peer: PeerId, now: Instant) {
+        let id = loop {
+            let id = format!("{:032x}", self.rng.u128(..));
+            if !self.sessions.contains(&id) {
+                break id;
+            }
+        };
+        let data = wire::ready_data(&id, self.config.resume_url.as_deref());
+        self.sessions.start(id, peer.clone(), conn);
+        self.ready(conn, peer.clone(), now);
+        if let Some(pushed) = self.sessions.push(&peer, "READY", &data) {
+            self.write(conn, pushed.frame);
+        }
+    }
+
+    fn resume(
+        &mut self,
+        conn: ConnId,
+        peer: PeerId,
+        session_id: &str,
+        seq: Option<u64>,
+        now: Instant,
+    ) {
+        let refused_on_demand = self.faults.invalid_session_rate > 0.0
+            && self.rng.f64() < self.faults.invalid_session_rate;
+        let resumed = if refused_on_demand {
+            Err(ResumeRefused::Unknown)
+        } else {
+            self.sessions.resume(session_id, &peer, seq, conn)
+        };
+        match resumed {
+            Ok((_, missed)) => {
+                self.ready(conn, peer.clone(), now);
+                let replayed = missed.len();
+                for frame in missed {
+                    self.write(conn, frame);
+                }
+                if let Some(pushed) = self.sessions.push(&peer, "RESUMED", "null") {
+                    self.write(conn, pushed.frame);
+                }
+                self.stats.resumes += 1;
+                self.stats.replayed += replayed as u64;
+                self.events.push_back(GatewayEvent::Resumed {
+                    peer,
+                    conn,
+                    replayed,
+                });
+            }
+            Err(ResumeRefused::Unknown | ResumeRefused::OtherPeer | ResumeRefused::OutOfReach) => {
+                // The client identifies afresh, on this socket or the next, after waiting
+                // up to 5 s as the protocol asks: its handshake time starts again after it.
+                self.stats.invalid_sessions += 1;
+                self.write(conn, wire::invalid_session(false));
+                self.restart_handshake_clock(conn, now + INVALID_SESSION_WAIT);
+            }
+        }
+    }
+}
