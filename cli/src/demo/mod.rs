@@ -67,6 +67,8 @@ struct Demo {
     sent: BTreeSet<u64>,
     next_dispatch: u64,
     dispatched: BTreeSet<u64>,
+    /// Dispatches sent to a session the client was leaving: never to arrive, by design.
+    superseded: BTreeSet<u64>,
     checks: Vec<Check>,
     final_stats: Option<Stats>,
 }
@@ -188,6 +190,7 @@ pub async fn run(seed: u64) -> Result<bool, String> {
         sent: BTreeSet::new(),
         next_dispatch: 0,
         dispatched: BTreeSet::new(),
+        superseded: BTreeSet::new(),
         checks: Vec::new(),
         final_stats: None,
     };
@@ -395,23 +398,43 @@ impl Demo {
     }
 
     async fn fresh_reconnect_while_old_hangs(&mut self) -> Result<(), String> {
-        self.phase(
-            "forced fresh reconnect while the old socket hangs; its late close must change nothing",
-        );
+        self.phase("forced fresh reconnect while the old socket hangs; its late frames and late close must change nothing");
         let (ready, _) = self.readies();
-        let stale_before = self
+        let before = self
             .gateway
             .stats()
             .await
             .map_err(|e| e.to_string())?
             .registry
             .stale_closes;
+        let stale_before = self
+            .client
+            .stats()
+            .await
+            .map_err(|e| e.to_string())?
+            .stale_inputs;
         let disconnects_before = self.seen.disconnected_presences.load(Ordering::Relaxed);
-        self.proxy.hang_all().await;
+        // The client's close of the old socket never reaches the gateway, which still
+        // writes to it.
+        self.proxy.mute_all().await;
         self.client
             .reconnect(ReconnectMode::Fresh)
             .await
             .map_err(|e| e.to_string())?;
+        // Dispatches of the session being left: they reach the old socket after the client
+        // left it, and are dropped there (a fresh session does not carry them over).
+        for _ in 0..2 {
+            self.next_dispatch += 1;
+            let n = self.next_dispatch;
+            if self
+                .gateway
+                .dispatch(PEER, "TICK", raw(n.to_string())?)
+                .await
+                .is_ok()
+            {
+                self.superseded.insert(n);
+            }
+        }
         let back = self.wait_ready(ready, false).await;
         let gateway = self.gateway.clone();
         let late_close = {
@@ -421,7 +444,7 @@ impl Demo {
                 seen_late = gateway
                     .stats()
                     .await
-                    .map(|s| s.registry.stale_closes > stale_before)
+                    .map(|s| s.registry.stale_closes > before)
                     .unwrap_or(false);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -430,7 +453,21 @@ impl Demo {
         let owner = self.gateway.owner(PEER).await.map_err(|e| e.to_string())?;
         let untouched =
             self.seen.disconnected_presences.load(Ordering::Relaxed) == disconnects_before;
+        let stale = self
+            .client
+            .stats()
+            .await
+            .map_err(|e| e.to_string())?
+            .stale_inputs
+            - stale_before;
+        let leaked = lock(&self.seen.dispatches)
+            .intersection(&self.superseded)
+            .count();
         self.check("a fresh session starts while the old socket hangs", back);
+        self.check(
+            "the old socket's late frames are dropped as stale, none reaches the new session",
+            stale >= 1 && leaked == 0,
+        );
         self.check(
             "the superseded socket's late close leaves the peer connected (S2, S4)",
             late_close && owner.is_some() && untouched,
@@ -495,7 +532,7 @@ impl Demo {
         println!();
         println!("summary ({:.1} s)", took.as_secs_f64());
         let stats = self.final_stats.unwrap_or_default();
-        let rows: [(&str, u64); 11] = [
+        let rows: [(&str, u64); 12] = [
             ("connections", stats.opened),
             ("resumes", stats.resumed),
             (
@@ -512,6 +549,10 @@ impl Demo {
                 self.dispatched.len() as u64,
             ),
             ("dispatches received", dispatches.len() as u64),
+            (
+                "dispatches to a left session (dropped)",
+                self.superseded.len() as u64,
+            ),
             ("lost", lost),
         ];
         for (name, value) in rows {

@@ -1,5 +1,6 @@
 //! A TCP proxy between the demo's client and its gateway, so faults can be played on the
-//! sockets already carried (cut them, or hang them: open, silent) while new ones pass.
+//! sockets already carried (cut them, or mute what the client sends while what the
+//! gateway sends still arrives) while new ones pass.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,12 +15,13 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fate {
     Pass,
-    Hang,
+    /// Nothing from the client goes through any more; the gateway's bytes still do.
+    Mute,
     Cut,
 }
 
-/// One carried socket's controls: its fate, and whether it has stopped carrying yet
-/// (hung, or ended).
+/// One carried socket's controls: its fate, and whether it has stopped carrying the
+/// client's bytes yet (muted, or ended).
 struct Carried {
     fate: watch::Sender<Fate>,
     stopped: Arc<AtomicBool>,
@@ -87,10 +89,11 @@ impl Proxy {
         self.doom(Fate::Cut);
     }
 
-    /// Every socket carried so far goes silent, both ways, and stays open. Resolves once
-    /// each has stopped carrying, so nothing written after this call gets through.
-    pub async fn hang_all(&self) {
-        for stopped in self.doom(Fate::Hang) {
+    /// What the client sends on every socket carried so far no longer reaches the gateway
+    /// (its close frame included); what the gateway sends still arrives. Resolves once each
+    /// has stopped, so nothing the client writes after this call gets through.
+    pub async fn mute_all(&self) {
+        for stopped in self.doom(Fate::Mute) {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
             while !stopped.load(Ordering::Acquire) && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -120,9 +123,10 @@ async fn carry(
     let mut down = vec![0u8; 16 * 1024];
     // Until its controls are gone; then it just carries.
     let mut watching = true;
+    let mut muted = false;
     loop {
         tokio::select! {
-            // A fate comes first: once told to hang, not one more byte goes through.
+            // A fate comes first: once muted, not one more byte of the client's goes through.
             biased;
             changed = fate.changed(), if watching => {
                 if changed.is_err() {
@@ -130,16 +134,15 @@ async fn carry(
                     continue;
                 }
                 match *fate.borrow() {
-                    Fate::Pass => continue,
+                    Fate::Pass => {}
                     Fate::Cut => break,
-                    Fate::Hang => {}
+                    Fate::Mute => {
+                        muted = true;
+                        stopped.store(true, Ordering::Release);
+                    }
                 }
-                stopped.store(true, Ordering::Release);
-                // Silent and open until the demo is over.
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                break;
             }
-            n = cr.read(&mut up) => match n {
+            n = cr.read(&mut up), if !muted => match n {
                 Ok(n) if n > 0 => if sw.write_all(&up[..n]).await.is_err() { break },
                 _ => break,
             },
