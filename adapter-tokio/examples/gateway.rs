@@ -1,0 +1,50 @@
+//! A gateway that lets in whoever presents a token and asks each peer that connects for its
+//! status. `cargo run -p tether-tokio --example gateway`, then connect a client, for
+//! example `tether connect ws://127.0.0.1:9000/ --profile rpc --identify id.json` with
+//! `{"token":"agent-1"}` in id.json.
+
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tether_core::gateway::{
+    Credentials, GatewayConfig, GatewayEvent, PeerId, Rejection, ServerProfile,
+};
+use tether_core::registry::Presence;
+use tether_tokio::gateway::{GatewayOptions, serve};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:9000").await?;
+    let config = GatewayConfig::builder(ServerProfile::Rpc)
+        .heartbeat_interval(Duration::from_secs(5)) // ticks
+        .build()?;
+    // Who a client is: here, its token; refuse what you do not know.
+    let auth = |c: &Credentials<'_>| {
+        c.token
+            .map(PeerId::from)
+            .ok_or_else(|| Rejection::new("no token"))
+    };
+    let (gateway, mut events) = serve(listener, config, auth, GatewayOptions::default());
+    println!("listening on ws://127.0.0.1:9000/");
+    while let Some(event) = events.recv().await {
+        println!("{event:?}");
+        if let GatewayEvent::Presence {
+            peer,
+            presence: Presence::Connected | Presence::Replaced { .. },
+            ..
+        } = event
+        {
+            let gateway = gateway.clone();
+            tokio::spawn(async move {
+                // Bound to the peer's connection now: only it can answer, and only once.
+                let params = RawValue::from_string("{}".to_owned())?;
+                let (_, outcome) = gateway
+                    .invoke(&peer, "status", params, Duration::from_secs(5))
+                    .await?;
+                println!("{peer} status: {outcome:?}");
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            });
+        }
+    }
+    Ok(())
+}
