@@ -244,6 +244,11 @@ where
             event = events.next() => {
                 let Some(event) = event else { return Ok(false) };
                 show(&timeline, json, &event);
+                if let Event::Message { message, .. } = &event {
+                    if let Some(answer) = message.answer() {
+                        let _ = handle.send(answer).await;
+                    }
+                }
                 if let Event::Stopped { reason } = event {
                     return Ok(matches!(reason, StopReason::Shutdown));
                 }

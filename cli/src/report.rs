@@ -15,6 +15,10 @@ pub trait Shown {
     fn json(&self, conn: ConnId) -> Value;
     /// The message as text for stdout.
     fn text(&self) -> String;
+    /// The frame that answers it, when the peer waits for an answer.
+    fn answer(&self) -> Option<Frame> {
+        None
+    }
 }
 
 /// Raw JSON kept as JSON when it parses, as a string when it does not.
@@ -66,6 +70,17 @@ impl Shown for RpcMessage {
         match self {
             RpcMessage::Event(e) => format!("{} {}", e.name, e.payload),
             RpcMessage::Call(c) => format!("call {} {}", c.method, c.params),
+        }
+    }
+
+    /// An interactive client runs no methods: it says so at once, so the server's invoke
+    /// ends now instead of at its timeout.
+    fn answer(&self) -> Option<Frame> {
+        match self {
+            RpcMessage::Call(c) => {
+                Some(c.reply_error("NOT_IMPLEMENTED", "tether connect answers no calls"))
+            }
+            RpcMessage::Event(_) => None,
         }
     }
 }
@@ -229,4 +244,33 @@ pub fn event_line<M, R: std::fmt::Debug>(event: &Event<M, R>) -> Option<(Tone, S
         }
         Event::Stopped { reason } => (Tone::Plain, format!("stopped: {reason}")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_core::RpcCall;
+
+    #[test]
+    fn calls_are_answered_and_events_are_not() {
+        let call = RpcMessage::Call(RpcCall {
+            id: Utf8Bytes::from("7".to_owned()),
+            method: Utf8Bytes::from("status".to_owned()),
+            params: Utf8Bytes::from("{}".to_owned()),
+        });
+        let Some(Frame::Text(answer)) = call.answer() else {
+            panic!("a call is answered");
+        };
+        let answer: serde_json::Value = serde_json::from_str(answer.as_str()).unwrap_or_default();
+        assert_eq!(answer["id"], 7);
+        assert_eq!(answer["ok"], false);
+        assert_eq!(answer["error"]["code"], "NOT_IMPLEMENTED");
+        let event = RpcMessage::Event(tether_core::RpcEvent {
+            name: Utf8Bytes::from("tick".to_owned()),
+            payload: Utf8Bytes::from("null".to_owned()),
+            seq: None,
+        });
+        assert!(event.answer().is_none());
+        assert!(Frame::text("x").answer().is_none());
+    }
 }
