@@ -57,8 +57,13 @@ enum Commands {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
-    /// Echo throughput, tether-tokio against raw tokio-tungstenite.
-    Echo,
+    /// Echo throughput, tether against the raw WebSocket crate of the same runtime.
+    Echo {
+        /// tokio (tether-tokio against tokio-tungstenite) or smol (tether-smol against
+        /// async-tungstenite).
+        #[arg(long, value_enum, default_value = "tokio")]
+        runtime: EchoRuntime,
+    },
     /// Sessions held by one gateway: memory per session and heartbeat CPU on each side,
     /// tether against bare tokio-tungstenite.
     Scale {
@@ -77,6 +82,13 @@ enum BenchCommand {
         #[arg(long)]
         spread_ms: Option<u64>,
     },
+}
+
+/// The runtimes `tether bench echo` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EchoRuntime {
+    Tokio,
+    Smol,
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,7 +173,16 @@ async fn run(command: Commands) -> ExitCode {
             };
         }
         Commands::Bench { which } => match which {
-            BenchCommand::Echo => bench::echo::echo().await.map(drop),
+            BenchCommand::Echo {
+                runtime: EchoRuntime::Tokio,
+            } => bench::echo::echo().await.map(drop),
+            // smol runs on threads of its own, away from this command's tokio runtime.
+            BenchCommand::Echo {
+                runtime: EchoRuntime::Smol,
+            } => tokio::task::spawn_blocking(bench::echo_smol::echo)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map(drop)),
             BenchCommand::Scale { sessions } => bench::capacity::scale(&sessions)
                 .await
                 .map(drop)

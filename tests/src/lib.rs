@@ -4,7 +4,6 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod adapter;
-pub mod bench;
 pub mod proxy;
 pub mod scenarios;
 pub mod server;

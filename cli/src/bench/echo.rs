@@ -16,7 +16,8 @@ use super::node::websocket_config;
 /// The sizes measured: label, message size, messages per round.
 pub const SIZES: [(&str, usize, usize); 2] = [("64B", 64, 200_000), ("16KiB", 16 * 1024, 20_000)];
 
-type Round = Result<Duration, String>;
+/// How long one round took, or why it broke.
+pub type Round = Result<Duration, String>;
 
 /// The echo server both clients talk to: it writes echoes as they come and flushes when it
 /// has nothing more to read.
@@ -137,8 +138,31 @@ async fn on_worker<F: Future<Output = Round> + Send + 'static>(round: F) -> Roun
 /// ratios.
 pub async fn echo() -> Result<Vec<(&'static str, f64)>, String> {
     let url = echo_server().await?;
+    let (raw_url, tether_url) = (url.clone(), url);
+    compare(
+        "tokio",
+        |size, count| on_worker(raw(raw_url.clone(), size, count)),
+        |size, count| on_worker(tether(tether_url.clone(), size, count)),
+    )
+    .await
+}
+
+/// The method every runtime's echo shares: a warm-up round each, then seven alternating
+/// rounds of raw and tether per size; `raw(size, count)` and `tether(size, count)` each
+/// run one round and say how long it took.
+pub async fn compare<R, RF, T, TF>(
+    runtime: &str,
+    mut raw: R,
+    mut tether: T,
+) -> Result<Vec<(&'static str, f64)>, String>
+where
+    R: FnMut(usize, usize) -> RF,
+    RF: Future<Output = Round>,
+    T: FnMut(usize, usize) -> TF,
+    TF: Future<Output = Round>,
+{
     println!(
-        "echo: pipelined, 8 KiB socket buffers, heartbeats on; best rates of 7 rounds, median ratio"
+        "echo on {runtime}: pipelined, 8 KiB socket buffers, heartbeats on; best rates of 7 rounds, median ratio"
     );
     println!(
         "{:<8} {:>10} {:>14} {:>14} {:>14}",
@@ -146,17 +170,17 @@ pub async fn echo() -> Result<Vec<(&'static str, f64)>, String> {
     );
     let mut ratios = Vec::new();
     for (label, size, count) in SIZES {
-        on_worker(raw(url.clone(), size, count / 10)).await?;
-        on_worker(tether(url.clone(), size, count / 10)).await?;
+        raw(size, count / 10).await?;
+        tether(size, count / 10).await?;
         let mut rounds = Vec::new();
         let (mut best_raw, mut best_tether) = (Duration::MAX, Duration::MAX);
         for round in 0..7 {
             let (r, t) = if round % 2 == 0 {
-                let r = on_worker(raw(url.clone(), size, count)).await?;
-                (r, on_worker(tether(url.clone(), size, count)).await?)
+                let r = raw(size, count).await?;
+                (r, tether(size, count).await?)
             } else {
-                let t = on_worker(tether(url.clone(), size, count)).await?;
-                (on_worker(raw(url.clone(), size, count)).await?, t)
+                let t = tether(size, count).await?;
+                (raw(size, count).await?, t)
             };
             best_raw = best_raw.min(r);
             best_tether = best_tether.min(t);

@@ -2,5 +2,6 @@
 
 pub mod capacity;
 pub mod echo;
+pub mod echo_smol;
 pub mod node;
 pub mod proc;
