@@ -4,6 +4,7 @@
 //! the median of the rounds' ratios, which a noisy neighbour moves far less than a best-of.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -78,6 +79,24 @@ async fn raw(url: String, size: usize, count: usize) -> Round {
 }
 
 async fn tether(url: String, size: usize, count: usize) -> Round {
+    let (config, profile, options) = tether_settings(count)?;
+    let (client, events) =
+        tether_tokio::connect_with(url, config, profile, options).map_err(|e| e.to_string())?;
+    tether_round(client, events, size, count, |writer| {
+        // Spawned now, not when the returned future is first polled.
+        let task = tokio::spawn(writer);
+        async move {
+            let _ = task.await;
+        }
+    })
+    .await
+}
+
+/// The settings of a tether client in an echo round, whatever the runtime: a queue that
+/// holds the whole round, heartbeats on, no invariant checker.
+pub(super) fn tether_settings(
+    count: usize,
+) -> Result<(Config, Plain, tether_adapter::Options), String> {
     let config = Config::builder()
         .seed(1)
         .queue_max_frames(count + 1)
@@ -88,12 +107,23 @@ async fn tether(url: String, size: usize, count: usize) -> Round {
         .heartbeat_interval(Some(Duration::from_secs(2)))
         .build()
         .map_err(|e| e.to_string())?;
-    let options = tether_tokio::Options::builder()
+    let options = tether_adapter::Options::builder()
         .check_invariants(false)
         .build()
         .map_err(|e| e.to_string())?;
-    let (client, mut events) =
-        tether_tokio::connect_with(url, config, profile, options).map_err(|e| e.to_string())?;
+    Ok((config, profile, options))
+}
+
+/// One tether round once connected, whatever the runtime: wait for ready, feed `count`
+/// frames of `size` bytes from a writer `spawn` runs beside the reader, and time their
+/// echoes. `spawn` starts the writer at once and returns a future that waits for it.
+pub(super) async fn tether_round<J: Future<Output = ()>>(
+    client: tether_adapter::Handle<Plain>,
+    mut events: tether_adapter::Events<Plain>,
+    size: usize,
+    count: usize,
+    spawn: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send>>) -> J,
+) -> Round {
     loop {
         match events.next().await {
             Some(Event::Ready { .. }) => break,
@@ -104,13 +134,13 @@ async fn tether(url: String, size: usize, count: usize) -> Round {
     let payload = bytes::Bytes::from(vec![1u8; size]);
     let start = Instant::now();
     let sender = client.clone();
-    let writer = tokio::spawn(async move {
+    let writer = spawn(Box::pin(async move {
         for _ in 0..count {
             if sender.feed(Frame::Binary(payload.clone())).await.is_err() {
                 return;
             }
         }
-    });
+    }));
     let mut received = 0;
     while received < count {
         match events.next().await {
@@ -123,7 +153,7 @@ async fn tether(url: String, size: usize, count: usize) -> Round {
         }
     }
     let took = start.elapsed();
-    let _ = writer.await;
+    writer.await;
     client.shutdown().await;
     Ok(took)
 }

@@ -3,13 +3,12 @@
 //! workers), measured with the same method.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_tungstenite::tungstenite::Message;
 use futures_util::{SinkExt, StreamExt};
-use tether_core::{Config, Event, Frame, Plain};
 
-use super::echo::{Round, compare};
+use super::echo::{Round, compare, tether_round, tether_settings};
 use super::node::websocket_config;
 
 type Executor = Arc<smol::Executor<'static>>;
@@ -83,56 +82,11 @@ async fn raw(executor: Executor, url: String, size: usize, count: usize) -> Roun
 }
 
 async fn tether(executor: Executor, url: String, size: usize, count: usize) -> Round {
-    let config = Config::builder()
-        .seed(1)
-        .queue_max_frames(count + 1)
-        .queue_max_bytes(usize::MAX >> 1)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let profile = Plain::builder()
-        .heartbeat_interval(Some(Duration::from_secs(2)))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let (config, profile, options) = tether_settings(count)?;
     let runtime = tether_smol::Smol::with_spawner(executor.clone());
-    let options = tether_smol::Options::builder()
-        .check_invariants(false)
-        .build()
+    let (client, events) = tether_smol::connect_on(runtime, url.as_str(), config, profile, options)
         .map_err(|e| e.to_string())?;
-    let (client, mut events) =
-        tether_smol::connect_on(runtime, url.as_str(), config, profile, options)
-            .map_err(|e| e.to_string())?;
-    loop {
-        match events.next().await {
-            Some(Event::Ready { .. }) => break,
-            Some(_) => {}
-            None => return Err("tether echo stopped before ready".into()),
-        }
-    }
-    let payload = bytes::Bytes::from(vec![1u8; size]);
-    let start = Instant::now();
-    let sender = client.clone();
-    let writer = executor.spawn(async move {
-        for _ in 0..count {
-            if sender.feed(Frame::Binary(payload.clone())).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut received = 0;
-    while received < count {
-        match events.next().await {
-            Some(Event::Message { .. }) => received += 1,
-            Some(Event::Disconnected { reason, .. }) => {
-                return Err(format!("tether echo broke: {reason}"));
-            }
-            Some(_) => {}
-            None => return Err("tether echo stopped".into()),
-        }
-    }
-    let took = start.elapsed();
-    writer.await;
-    client.shutdown().await;
-    Ok(took)
+    tether_round(client, events, size, count, |writer| executor.spawn(writer)).await
 }
 
 /// Runs the smol echo table on threads of its own (the caller's runtime is left alone).
