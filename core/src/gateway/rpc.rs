@@ -90,12 +90,10 @@ impl Gateway {
         &mut self,
         conn: ConnId,
         invoke: Option<u64>,
-        answer: Result<&str, (String, String)>,
+        answer: Result<&str, RemoteError>,
         text: &Utf8Bytes,
     ) {
-        let answer = answer
-            .map(|payload| text.share(payload))
-            .map_err(|(code, message)| RemoteError { code, message });
+        let answer = answer.map(|payload| text.share(payload));
         // An id that is no number of ours can only be stray: the registry counts it.
         let id = InvokeId::from_wire(invoke.unwrap_or(0));
         self.registry.result(conn, id, answer);

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::event::RemoteError;
 use crate::frame::Frame;
+use crate::protocol::rpc::WireError;
 
 /// Why a client frame could not be read.
 pub(crate) type Malformed = String;
@@ -129,7 +131,7 @@ pub(crate) enum RpcIn<'a> {
     /// An answer to one of our invokes.
     Answer {
         invoke: Option<u64>,
-        answer: Result<&'a str, (String, String)>,
+        answer: Result<&'a str, RemoteError>,
     },
 }
 
@@ -149,12 +151,6 @@ pub(crate) fn read_rpc(text: &str) -> Result<RpcIn<'_>, Malformed> {
         payload: Option<&'a RawValue>,
         error: Option<WireError>,
     }
-    #[derive(Deserialize)]
-    struct WireError {
-        code: serde_json::Value,
-        #[serde(default)]
-        message: String,
-    }
     let e: Envelope<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
     match e.kind.as_ref() {
         "req" => {
@@ -173,13 +169,7 @@ pub(crate) fn read_rpc(text: &str) -> Result<RpcIn<'_>, Malformed> {
             let id = e.id.ok_or("response without id")?;
             let answer = match (e.ok, e.error) {
                 (Some(true), _) => Ok(e.payload.map_or("null", RawValue::get)),
-                (Some(false), Some(err)) => {
-                    let code = match err.code {
-                        serde_json::Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    Err((code, err.message))
-                }
+                (Some(false), Some(err)) => Err(err.into_remote()),
                 _ => return Err("response without ok, or an error without details".into()),
             };
             Ok(RpcIn::Answer {

@@ -364,15 +364,17 @@ struct Envelope<'a> {
     params: Option<&'a RawValue>,
 }
 
+/// An error as rpc frames carry it, either way (the gateway reads clients' with it too).
 #[derive(Deserialize)]
-struct WireError {
+pub(crate) struct WireError {
     code: Value,
     #[serde(default)]
     message: String,
 }
 
 impl WireError {
-    fn into_remote(self) -> RemoteError {
+    /// The error as the application sees it; a code that is not a string keeps its JSON.
+    pub(crate) fn into_remote(self) -> RemoteError {
         let code = match self.code {
             Value::String(s) => s,
             other => other.to_string(),
