@@ -66,6 +66,53 @@ async fn until(
     }
 }
 
+/// Sends peer `bot` one `N` dispatch per number, in order.
+async fn dispatch_numbers(
+    gateway: &GatewayHandle,
+    numbers: std::ops::Range<u32>,
+) -> Vec<tether_core::gateway::Delivered> {
+    let mut delivered = Vec::new();
+    for n in numbers {
+        delivered.push(
+            gateway
+                .dispatch("bot", "N", raw(&n.to_string()))
+                .await
+                .unwrap(),
+        );
+    }
+    delivered
+}
+
+/// The socket dies under the session and the way back stays shut: returns once the
+/// gateway has seen the drop, so what it sends next waits for the resume.
+async fn cut_and_hold(proxy: &FaultProxy, events: &mut GatewayEvents, log: &mut Vec<GatewayEvent>) {
+    proxy.set(Mode::Blackhole);
+    proxy.reset_all();
+    until(events, log, |e| {
+        matches!(
+            e,
+            GatewayEvent::Presence {
+                presence: Presence::Disconnected,
+                ..
+            }
+        )
+    })
+    .await;
+}
+
+/// Opens the way back and waits for the session's resume; how many dispatches it replayed.
+async fn reopen_until_resumed(
+    proxy: &FaultProxy,
+    events: &mut GatewayEvents,
+    log: &mut Vec<GatewayEvent>,
+) -> usize {
+    proxy.set(Mode::Pass);
+    match until(events, log, |e| matches!(e, GatewayEvent::Resumed { .. })).await {
+        GatewayEvent::Resumed { replayed, .. } => replayed,
+        other => panic!("{other:?}"),
+    }
+}
+
 fn rpc_client(url: &str, name: &'static str, peer: &str) -> tether_tokio::Handle<Rpc> {
     let mut params = Map::new();
     params.insert("token".into(), Value::from(format!("token-{peer}")));
@@ -230,42 +277,15 @@ async fn live_discord_resume_replays_missed_dispatches_in_order() {
         .await
         .expect("dispatches arrive");
     };
-    for n in 0..3 {
-        gateway
-            .dispatch("bot", "N", raw(&n.to_string()))
-            .await
-            .unwrap();
-    }
+    dispatch_numbers(&gateway, 0..3).await;
     read_until(&mut seen, 3).await;
     // The socket dies under the session and the way back stays shut for a while: the
     // gateway notices, and dispatches wait for the resume.
-    proxy.set(Mode::Blackhole);
-    proxy.reset_all();
-    until(&mut events, &mut log, |e| {
-        matches!(
-            e,
-            GatewayEvent::Presence {
-                presence: Presence::Disconnected,
-                ..
-            }
-        )
-    })
-    .await;
-    for n in 3..5 {
-        let delivered = gateway
-            .dispatch("bot", "N", raw(&n.to_string()))
-            .await
-            .unwrap();
+    cut_and_hold(&proxy, &mut events, &mut log).await;
+    for delivered in dispatch_numbers(&gateway, 3..5).await {
         assert_eq!(delivered.conn, None, "held for replay");
     }
-    proxy.set(Mode::Pass);
-    let GatewayEvent::Resumed { replayed, .. } = until(&mut events, &mut log, |e| {
-        matches!(e, GatewayEvent::Resumed { .. })
-    })
-    .await
-    else {
-        unreachable!()
-    };
+    let replayed = reopen_until_resumed(&proxy, &mut events, &mut log).await;
     assert_eq!(replayed, 2);
     // The client saw 0..5 once each, in order, and no protocol error.
     read_until(&mut seen, 5).await;
@@ -505,32 +525,9 @@ async fn a_full_replay_on_resume_is_not_mistaken_for_a_slow_client() {
     })
     .await
     .expect("ready");
-    proxy.set(Mode::Blackhole);
-    proxy.reset_all();
-    until(&mut events, &mut log, |e| {
-        matches!(
-            e,
-            GatewayEvent::Presence {
-                presence: Presence::Disconnected,
-                ..
-            }
-        )
-    })
-    .await;
-    for n in 0..500 {
-        gateway
-            .dispatch("bot", "N", raw(&n.to_string()))
-            .await
-            .unwrap();
-    }
-    proxy.set(Mode::Pass);
-    let GatewayEvent::Resumed { replayed, .. } = until(&mut events, &mut log, |e| {
-        matches!(e, GatewayEvent::Resumed { .. })
-    })
-    .await
-    else {
-        unreachable!()
-    };
+    cut_and_hold(&proxy, &mut events, &mut log).await;
+    dispatch_numbers(&gateway, 0..500).await;
+    let replayed = reopen_until_resumed(&proxy, &mut events, &mut log).await;
     assert_eq!(replayed, 500);
     let mut seen = 0;
     tokio::time::timeout(LIMIT, async {
