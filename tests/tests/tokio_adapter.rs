@@ -2,6 +2,7 @@
 //! the upgrade, oversized messages.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -184,16 +185,7 @@ async fn oversized_message_recycles_with_1009() {
 
 #[tokio::test]
 async fn wss_to_a_self_signed_loopback_server() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert_der = cert.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server_config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert_der.clone()], key)
-        .unwrap();
+    let (server_config, cert_der) = support::localhost_tls();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

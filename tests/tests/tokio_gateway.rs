@@ -3,6 +3,7 @@
 //! bad frames.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -405,16 +406,7 @@ async fn bad_frames_are_answered_with_the_profile_close_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_serves_wss_with_rustls() {
     use std::sync::Arc;
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert_der = cert.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server_config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert_der.clone()], key)
-        .unwrap();
+    let (server_config, cert_der) = support::localhost_tls();
     let config = GatewayConfig::builder(ServerProfile::Discord)
         .heartbeat_interval(Duration::from_millis(200))
         .build()
