@@ -160,6 +160,24 @@ async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// Waits until the asynchronous `check` holds, up to the phase limit.
+async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + PHASE_LIMIT;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Runs the demo; `Ok(true)` when every check held.
 pub async fn run(seed: u64) -> Result<bool, String> {
     let started = Instant::now();
@@ -285,15 +303,8 @@ impl Demo {
     }
 
     async fn owner_gone(&self) -> bool {
-        let gateway = self.gateway.clone();
-        let deadline = Instant::now() + PHASE_LIMIT;
-        while Instant::now() < deadline {
-            if let Ok(None) = gateway.owner(PEER).await {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        false
+        let gateway = &self.gateway;
+        eventually(|| async { matches!(gateway.owner(PEER).await, Ok(None)) }).await
     }
 
     async fn set_faults(&self, faults: Faults) {
@@ -374,20 +385,9 @@ impl Demo {
             ..Faults::default()
         })
         .await;
-        let client = self.client.clone();
-        let detected = {
-            let deadline = Instant::now() + PHASE_LIMIT;
-            let mut detected = false;
-            while Instant::now() < deadline && !detected {
-                detected = client
-                    .stats()
-                    .await
-                    .map(|s| s.zombies > zombies)
-                    .unwrap_or(false);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            detected
-        };
+        let client = &self.client;
+        let detected =
+            eventually(|| async { client.stats().await.is_ok_and(|s| s.zombies > zombies) }).await;
         self.set_faults(Faults::default()).await;
         let back = self.wait_ready(ready, true).await;
         self.check(
@@ -436,20 +436,14 @@ impl Demo {
             }
         }
         let back = self.wait_ready(ready, false).await;
-        let gateway = self.gateway.clone();
-        let late_close = {
-            let deadline = Instant::now() + PHASE_LIMIT;
-            let mut seen_late = false;
-            while Instant::now() < deadline && !seen_late {
-                seen_late = gateway
-                    .stats()
-                    .await
-                    .map(|s| s.registry.stale_closes > before)
-                    .unwrap_or(false);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            seen_late
-        };
+        let gateway = &self.gateway;
+        let late_close = eventually(|| async {
+            gateway
+                .stats()
+                .await
+                .is_ok_and(|s| s.registry.stale_closes > before)
+        })
+        .await;
         let owner = self.gateway.owner(PEER).await.map_err(|e| e.to_string())?;
         let untouched =
             self.seen.disconnected_presences.load(Ordering::Relaxed) == disconnects_before;
@@ -657,15 +651,8 @@ async fn requests_in_flight(demo: &mut Demo, seed: u64) -> Result<(), String> {
             }
         }
     });
-    let up = {
-        let deadline = Instant::now() + PHASE_LIMIT;
-        let mut up = false;
-        while Instant::now() < deadline && !up {
-            up = matches!(gateway.owner("demo-agent").await, Ok(Some(_)));
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        up
-    };
+    let up =
+        eventually(|| async { matches!(gateway.owner("demo-agent").await, Ok(Some(_))) }).await;
     let mut requests = Vec::new();
     for i in 0..3 {
         let client = client.clone();
