@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::event::RemoteError;
 use crate::frame::Frame;
-use crate::protocol::rpc::WireError;
+use crate::protocol::rpc::Envelope;
 
 /// Why a client frame could not be read.
 pub(crate) type Malformed = String;
@@ -136,21 +136,6 @@ pub(crate) enum RpcIn<'a> {
 }
 
 pub(crate) fn read_rpc(text: &str) -> Result<RpcIn<'_>, Malformed> {
-    #[derive(Deserialize)]
-    struct Envelope<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Cow<'a, str>,
-        #[serde(borrow)]
-        id: Option<&'a RawValue>,
-        #[serde(borrow)]
-        method: Option<Cow<'a, str>>,
-        #[serde(borrow)]
-        params: Option<&'a RawValue>,
-        ok: Option<bool>,
-        #[serde(borrow)]
-        payload: Option<&'a RawValue>,
-        error: Option<WireError>,
-    }
     let e: Envelope<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
     match e.kind.as_ref() {
         "req" => {

@@ -345,23 +345,25 @@ impl RpcBuilder {
     }
 }
 
+/// The envelope of an rpc frame, either way (the gateway reads clients' with it too): only
+/// these fields are parsed; payloads and params stay raw.
 #[derive(Deserialize)]
-struct Envelope<'a> {
+pub(crate) struct Envelope<'a> {
     #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
+    pub(crate) kind: Cow<'a, str>,
     #[serde(borrow)]
-    id: Option<&'a RawValue>,
-    ok: Option<bool>,
+    pub(crate) id: Option<&'a RawValue>,
+    pub(crate) ok: Option<bool>,
     #[serde(borrow)]
-    payload: Option<&'a RawValue>,
-    error: Option<WireError>,
+    pub(crate) payload: Option<&'a RawValue>,
+    pub(crate) error: Option<WireError>,
     #[serde(borrow)]
-    event: Option<Cow<'a, str>>,
-    seq: Option<u64>,
+    pub(crate) event: Option<Cow<'a, str>>,
+    pub(crate) seq: Option<u64>,
     #[serde(borrow)]
-    method: Option<Cow<'a, str>>,
+    pub(crate) method: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    params: Option<&'a RawValue>,
+    pub(crate) params: Option<&'a RawValue>,
 }
 
 /// An error as rpc frames carry it, either way (the gateway reads clients' with it too).
