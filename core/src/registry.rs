@@ -5,6 +5,7 @@
 //! Sans-IO like the client machine: the server feeds what happened (`accept`, `register`,
 //! `close`, `result`, `beat`, `handle_timeout`) and drains [`Registry::poll_event`].
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
@@ -241,29 +242,42 @@ impl<P: Clone + Eq + Hash, R> Registry<P, R> {
     }
 
     /// The connection that owns `peer`'s session.
-    pub fn owner(&self, peer: &P) -> Option<ConnId> {
+    pub fn owner<Q>(&self, peer: &Q) -> Option<ConnId>
+    where
+        P: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.owners.get(peer).copied()
     }
 
     /// Registers an invoke of `peer`, bound to its current connection (on which the server
     /// then writes it). It ends with exactly one outcome.
-    pub fn invoke(
+    pub fn invoke<Q>(
         &mut self,
-        peer: &P,
+        peer: &Q,
         timeout: Duration,
         now: Instant,
-    ) -> Result<(InvokeId, ConnId), InvokeError> {
-        let conn = self.owner(peer).ok_or(InvokeError::NotConnected)?;
+    ) -> Result<(InvokeId, ConnId), InvokeError>
+    where
+        P: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        // The registry's own key: a lookup by borrowed id allocates nothing.
+        let (peer, &conn) = self
+            .owners
+            .get_key_value(peer)
+            .ok_or(InvokeError::NotConnected)?;
         if self.invokes.len() >= self.max_invokes {
             return Err(InvokeError::TooMany);
         }
+        let peer = peer.clone();
         self.last_invoke += 1;
         let id = InvokeId(self.last_invoke);
         let deadline = after(now, timeout);
         self.invokes.insert(
             id,
             Pending {
-                peer: peer.clone(),
+                peer,
                 conn,
                 deadline,
             },

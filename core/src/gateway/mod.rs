@@ -282,7 +282,7 @@ impl Gateway {
             ServerProfile::Discord => {
                 let pushed = self
                     .sessions
-                    .push(&PeerId::from(peer), name, data.get())
+                    .push(peer, name, data.get())
                     .ok_or(GatewayError::NotConnected)?;
                 let conn = pushed.conn.filter(|c| self.is_ready(*c));
                 if let Some(conn) = conn {
@@ -327,7 +327,7 @@ impl Gateway {
         }
         let (id, conn) = self
             .registry
-            .invoke(&PeerId::from(peer), timeout, now)
+            .invoke(peer, timeout, now)
             .map_err(|e| match e {
                 InvokeError::NotConnected => GatewayError::NotConnected,
                 InvokeError::TooMany => GatewayError::TooManyInvokes,
@@ -356,7 +356,7 @@ impl Gateway {
 
     /// The connection that owns `peer`'s session.
     pub fn owner(&self, peer: &str) -> Option<ConnId> {
-        self.registry.owner(&PeerId::from(peer))
+        self.registry.owner(peer)
     }
 
     /// Sockets the gateway knows, from accept until [`handle_close`](Self::handle_close).

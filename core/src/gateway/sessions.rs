@@ -82,7 +82,7 @@ impl Sessions {
     }
 
     /// Numbers a dispatch of `peer`'s session and keeps it for replay.
-    pub(crate) fn push(&mut self, peer: &PeerId, name: &str, data: &str) -> Option<Pushed> {
+    pub(crate) fn push(&mut self, peer: &str, name: &str, data: &str) -> Option<Pushed> {
         let id = self.by_peer.get(peer)?;
         let session = self.by_id.get_mut(id)?;
         session.seq += 1;
