@@ -39,6 +39,17 @@ pub enum ConfigError {
         /// The value given.
         value: f64,
     },
+    /// A size or count is larger than the library allows, or than a setting it must fit
+    /// within.
+    #[error("{field} is {value}, more than the {max} allowed")]
+    TooLarge {
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// The largest accepted.
+        max: u64,
+    },
     /// Two settings that cannot hold together.
     #[error("{field}: {problem}")]
     Conflict {

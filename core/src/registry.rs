@@ -103,6 +103,11 @@ pub enum Accepted {
     No,
 }
 
+/// How late the server may come to a liveness deadline and still judge it: later than
+/// this, it was itself stalled and gives the overdue connections one more bound. Timers of
+/// a busy but running server fire within milliseconds; a stopped one is seconds late.
+pub const STALL_TOLERANCE: Duration = Duration::from_millis(100);
+
 /// Counters of the registry; they only grow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RegistryStats {
@@ -116,6 +121,9 @@ pub struct RegistryStats {
     pub stray_results: u64,
     /// Connections found unresponsive.
     pub unresponsive: u64,
+    /// Liveness judgments deferred because the server itself was late to make them (a
+    /// stalled process): the connection got one more bound to show what was waiting.
+    pub reprieves: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +137,8 @@ struct Pending<P> {
 struct Liveness {
     bound: Duration,
     due: Instant,
+    /// The deadline was deferred once already since the last sign of life.
+    reprieved: bool,
 }
 
 /// The session registry. `P` is the application's peer id; `R` an invoke's result.
@@ -307,10 +317,7 @@ impl<P: Clone + Eq + Hash, R> Registry<P, R> {
         if !self.peers.contains_key(&conn) {
             return;
         }
-        self.forget_liveness(conn);
-        let due = after(now, bound);
-        self.liveness.insert(conn, Liveness { bound, due });
-        self.liveness_deadlines.insert((due, conn));
+        self.arm_liveness(conn, bound, now, false);
     }
 
     /// `conn` showed a sign of life.
@@ -322,6 +329,13 @@ impl<P: Clone + Eq + Hash, R> Registry<P, R> {
 
     /// Handles every deadline passed by `now`: invokes time out, silent connections are
     /// reported.
+    ///
+    /// A late judgment is not a verdict (F12, on the server side): when the server comes to
+    /// the liveness deadlines later than [`STALL_TOLERANCE`] after the first of them was
+    /// due, it was not running (a stopped or starved process), and the signs of life sent
+    /// meanwhile are still waiting in its sockets, unread. Every connection overdue then is
+    /// given one more bound from now, once per silence, so what waited is read before it is
+    /// judged; a connection that really went silent is reported at the end of it.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(at, id)) = self.invoke_deadlines.first() {
             if at > now {
@@ -329,9 +343,22 @@ impl<P: Clone + Eq + Hash, R> Registry<P, R> {
             }
             self.finish(id, InvokeOutcome::TimedOut);
         }
+        let stalled = self
+            .liveness_deadlines
+            .first()
+            .is_some_and(|&(first, _)| now.saturating_duration_since(first) > STALL_TOLERANCE);
         while let Some(&(at, conn)) = self.liveness_deadlines.first() {
             if at > now {
                 break;
+            }
+            let Some(liveness) = self.liveness.get(&conn).cloned() else {
+                self.liveness_deadlines.remove(&(at, conn));
+                continue;
+            };
+            if stalled && !liveness.reprieved {
+                self.stats.reprieves += 1;
+                self.arm_liveness(conn, liveness.bound, now, true);
+                continue;
             }
             self.forget_liveness(conn);
             self.stats.unresponsive += 1;
@@ -374,6 +401,20 @@ impl<P: Clone + Eq + Hash, R> Registry<P, R> {
                 outcome,
             });
         }
+    }
+
+    fn arm_liveness(&mut self, conn: ConnId, bound: Duration, now: Instant, reprieved: bool) {
+        self.forget_liveness(conn);
+        let due = after(now, bound);
+        self.liveness.insert(
+            conn,
+            Liveness {
+                bound,
+                due,
+                reprieved,
+            },
+        );
+        self.liveness_deadlines.insert((due, conn));
     }
 
     fn forget_liveness(&mut self, conn: ConnId) {

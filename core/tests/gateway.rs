@@ -35,6 +35,8 @@ struct Server {
     gw: Gateway,
     now: Instant,
     start: Instant,
+    /// The read limits the gateway set, in order.
+    limits: Vec<(ConnId, usize)>,
 }
 
 impl Server {
@@ -44,6 +46,7 @@ impl Server {
             gw: Gateway::new(config, auth, 7),
             now,
             start: now,
+            limits: Vec::new(),
         }
     }
 
@@ -95,9 +98,17 @@ impl Server {
         self.now = until;
     }
 
-    /// Every command so far, frames read back as JSON.
+    /// Every command so far, frames read back as JSON; read limits go to `limits`.
     fn commands(&mut self) -> Vec<(ConnId, Wire)> {
-        std::iter::from_fn(|| self.gw.poll_command())
+        let mut limits = Vec::new();
+        let wire = std::iter::from_fn(|| self.gw.poll_command())
+            .filter(|c| match c {
+                GatewayCommand::ReadLimit { conn, max_message } => {
+                    limits.push((*conn, *max_message));
+                    false
+                }
+                _ => true,
+            })
             .map(|c| match c {
                 GatewayCommand::Send {
                     conn,
@@ -106,8 +117,11 @@ impl Server {
                 GatewayCommand::Send { conn, frame } => panic!("{conn}: {frame:?}"),
                 GatewayCommand::Close { conn, frame } => (conn, Wire::Close(frame)),
                 GatewayCommand::Abort { conn } => (conn, Wire::Abort),
+                GatewayCommand::ReadLimit { .. } => unreachable!("filtered above"),
             })
-            .collect()
+            .collect();
+        self.limits.extend(limits);
+        wire
     }
 
     fn events(&mut self) -> Vec<GatewayEvent> {

@@ -210,6 +210,7 @@ impl Driver {
                         socket.close(Some(frame));
                     }
                 }
+                GatewayCommand::ReadLimit { .. } => {}
                 GatewayCommand::Abort { conn } => {
                     if let Some(socket) = self.sockets.get(&conn) {
                         socket.close(None);

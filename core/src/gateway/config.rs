@@ -26,7 +26,18 @@ pub struct GatewayConfig {
     pub(crate) challenge: bool,
     pub(crate) max_invokes: usize,
     pub(crate) resume_url: Option<String>,
+    pub(crate) max_message_before_ready: usize,
+    pub(crate) max_message: usize,
+    pub(crate) max_token: usize,
+    pub(crate) replay_bytes: usize,
+    pub(crate) replay_bytes_total: usize,
 }
+
+/// The largest message size any setting may name: 64 MiB.
+pub const MAX_MESSAGE_LIMIT: usize = 64 << 20;
+
+/// The largest replay budget, per session or in total: 4 GiB.
+pub const MAX_REPLAY_BUDGET: usize = 4 << 30;
 
 /// Builds a [`GatewayConfig`]; nothing is checked before [`build`](Self::build).
 #[derive(Debug, Clone)]
@@ -38,7 +49,9 @@ impl GatewayConfig {
     /// Settings for `profile`, with defaults: a 41.25 s heartbeat interval (Discord's), 10 s
     /// to complete the handshake, sessions resumable for 60 s after their socket ends with
     /// the last 256 dispatches kept, 90 s of silence tolerated from rpc clients, no
-    /// challenge, at most 10,000 invokes pending.
+    /// challenge, at most 10,000 invokes pending; messages of at most 8 KiB before ready
+    /// and 1 MiB after, tokens of at most 2 KiB; at most 1 MiB of dispatches kept per session
+    /// for replay and 256 MiB over all sessions.
     pub fn builder(profile: ServerProfile) -> GatewayConfigBuilder {
         GatewayConfigBuilder {
             config: Self {
@@ -51,6 +64,11 @@ impl GatewayConfig {
                 challenge: false,
                 max_invokes: 10_000,
                 resume_url: None,
+                max_message_before_ready: 8 << 10,
+                max_message: 1 << 20,
+                max_token: 2 << 10,
+                replay_bytes: 1 << 20,
+                replay_bytes_total: 256 << 20,
             },
         }
     }
@@ -73,6 +91,22 @@ impl GatewayConfig {
     /// How long a socket may take from accept to ready.
     pub fn handshake_timeout(&self) -> Duration {
         self.handshake_timeout
+    }
+
+    /// The largest message a client may send before its handshake completes: what an
+    /// unauthenticated socket can make the server hold.
+    pub fn max_message_before_ready(&self) -> usize {
+        self.max_message_before_ready
+    }
+
+    /// The largest message a ready client may send.
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// The bytes of dispatches each session keeps for replay (discord).
+    pub fn replay_bytes(&self) -> usize {
+        self.replay_bytes
     }
 
     /// How long a silent connection is kept: 1.5 heartbeat intervals after its last
@@ -137,6 +171,41 @@ impl GatewayConfigBuilder {
         self
     }
 
+    /// The largest message a client may send before its handshake completes (identify,
+    /// resume, connect); a larger one is closed with 1009. Discord itself allows 4096
+    /// bytes for any client payload.
+    pub fn max_message_before_ready(mut self, bytes: usize) -> Self {
+        self.config.max_message_before_ready = bytes;
+        self
+    }
+
+    /// The largest message a ready client may send; a larger one is closed with 1009.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.config.max_message = bytes;
+        self
+    }
+
+    /// The longest token accepted; a longer one is refused before the authenticator sees
+    /// it.
+    pub fn max_token(mut self, bytes: usize) -> Self {
+        self.config.max_token = bytes;
+        self
+    }
+
+    /// The bytes of recent dispatches each session keeps for replay (discord); the oldest
+    /// go first. A client further behind gets an invalid session.
+    pub fn replay_bytes(mut self, bytes: usize) -> Self {
+        self.config.replay_bytes = bytes;
+        self
+    }
+
+    /// The bytes of dispatches kept for replay over all sessions (discord); past it, a
+    /// session's oldest dispatches go first.
+    pub fn replay_bytes_total(mut self, bytes: usize) -> Self {
+        self.config.replay_bytes_total = bytes;
+        self
+    }
+
     /// Checks the settings.
     pub fn build(self) -> Result<GatewayConfig, ConfigError> {
         let c = &self.config;
@@ -145,9 +214,47 @@ impl GatewayConfigBuilder {
             ("handshake_timeout", c.handshake_timeout.is_zero()),
             ("client_silence", c.client_silence.is_zero()),
             ("max_invokes", c.max_invokes == 0),
+            ("max_message_before_ready", c.max_message_before_ready == 0),
+            ("max_message", c.max_message == 0),
+            ("max_token", c.max_token == 0),
         ];
         if let Some((field, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
             return Err(ConfigError::Zero { field });
+        }
+        let too_large = [
+            ("max_message", c.max_message, MAX_MESSAGE_LIMIT),
+            (
+                "max_message_before_ready",
+                c.max_message_before_ready,
+                c.max_message,
+            ),
+            ("max_token", c.max_token, c.max_message_before_ready),
+            ("replay_bytes", c.replay_bytes, MAX_REPLAY_BUDGET),
+            (
+                "replay_bytes_total",
+                c.replay_bytes_total,
+                MAX_REPLAY_BUDGET,
+            ),
+            ("max_invokes", c.max_invokes, 1 << 24),
+        ];
+        if let Some(&(field, value, max)) = too_large.iter().find(|(_, v, max)| v > max) {
+            return Err(ConfigError::TooLarge {
+                field,
+                value: value as u64,
+                max: max as u64,
+            });
+        }
+        let day = Duration::from_secs(24 * 3600);
+        let durations = [
+            ("handshake_timeout", c.handshake_timeout),
+            ("resume_window", c.resume_window),
+            ("client_silence", c.client_silence),
+        ];
+        if let Some((field, _)) = durations.iter().find(|(_, d)| *d > day) {
+            return Err(ConfigError::Conflict {
+                field,
+                problem: "must be at most a day",
+            });
         }
         if c.heartbeat_interval > Duration::from_millis(u64::from(u32::MAX)) {
             return Err(ConfigError::Conflict {

@@ -35,7 +35,7 @@ impl Gateway {
                     token: token.as_deref(),
                     payload: d.get(),
                 };
-                match self.auth.authenticate(&credentials) {
+                match self.authenticate(&credentials) {
                     Ok(peer) => self.identified(conn, peer, now),
                     Err(_) => self.rejected(conn),
                 }
@@ -52,7 +52,7 @@ impl Gateway {
                     token: token.as_deref(),
                     payload: "",
                 };
-                match self.auth.authenticate(&credentials) {
+                match self.authenticate(&credentials) {
                     Ok(peer) => self.resume(conn, peer, &session_id, seq, now),
                     Err(_) => self.rejected(conn),
                 }

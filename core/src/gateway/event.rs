@@ -25,6 +25,16 @@ pub enum GatewayCommand {
         /// The socket.
         conn: ConnId,
     },
+    /// From now on, read messages of at most `max_message` bytes on `conn`: larger ones are
+    /// a [`Violation::TooBig`], found before they are held. A new connection starts at
+    /// [`max_message_before_ready`](super::GatewayConfig::max_message_before_ready), a
+    /// ready one moves to [`max_message`](super::GatewayConfig::max_message).
+    ReadLimit {
+        /// The socket.
+        conn: ConnId,
+        /// The largest message, in bytes.
+        max_message: usize,
+    },
     /// Send `frame` and close `conn`'s socket; then report
     /// [`handle_close`](super::Gateway::handle_close). Nothing more is written on it.
     Close {
@@ -60,6 +70,26 @@ pub enum CloseWhy {
     Shutdown,
     /// A fault on demand ([`Faults::drop_after`]): the socket is cut with no close frame.
     Dropped,
+    /// The client broke the WebSocket protocol, or sent a message over the size allowed.
+    Violation(Violation),
+    /// What the connection is owed would take the server past its memory budget.
+    OverBudget,
+}
+
+/// A way a client breaks the WebSocket protocol itself (RFC 6455), each with its own close
+/// code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Violation {
+    /// A frame the protocol forbids: reserved bits or opcodes, an unmasked client frame, a
+    /// bad fragment or control frame. Closed with 1002.
+    #[error("protocol error")]
+    Protocol,
+    /// A text message that is not UTF-8. Closed with 1007.
+    #[error("text that is not UTF-8")]
+    InvalidUtf8,
+    /// A message over the size allowed at this point of the session. Closed with 1009.
+    #[error("message too big")]
+    TooBig,
 }
 
 impl CloseWhy {
@@ -85,6 +115,10 @@ impl CloseWhy {
             Self::Shutdown => CloseFrame::new(1001, "going away"),
             // Never written: a dropped socket gets no close frame.
             Self::Dropped => CloseFrame::new(1006, "dropped"),
+            Self::Violation(Violation::Protocol) => CloseFrame::new(1002, "protocol error"),
+            Self::Violation(Violation::InvalidUtf8) => CloseFrame::new(1007, "invalid utf-8"),
+            Self::Violation(Violation::TooBig) => CloseFrame::new(1009, "message too big"),
+            Self::OverBudget => CloseFrame::new(1013, "try again later: server memory budget"),
         }
     }
 }
@@ -212,4 +246,16 @@ pub struct GatewayStats {
     pub stale_frames: u64,
     /// Sessions forgotten when their resume window passed.
     pub expired_sessions: u64,
+    /// Connections closed for a message over the size allowed (1009).
+    pub too_big: u64,
+    /// Connections closed for breaking the WebSocket protocol (1002, 1007).
+    pub protocol_violations: u64,
+    /// Tokens refused for their length before authentication.
+    pub oversized_tokens: u64,
+    /// Connections closed because the server's memory budget was spent (1013).
+    pub over_budget: u64,
+    /// Bytes of dispatches kept for replay now, over all sessions.
+    pub replay_bytes: u64,
+    /// The most bytes of dispatches ever kept for replay at once.
+    pub replay_bytes_peak: u64,
 }

@@ -25,9 +25,12 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 
 pub use auth::{Answer, Authenticator, Credentials, PeerId, Rejection};
-pub use config::{GatewayConfig, GatewayConfigBuilder, ServerProfile};
+pub use config::{
+    GatewayConfig, GatewayConfigBuilder, MAX_MESSAGE_LIMIT, MAX_REPLAY_BUDGET, ServerProfile,
+};
 pub use event::{
     CloseWhy, Delivered, Faults, GatewayCommand, GatewayError, GatewayEvent, GatewayStats,
+    Violation,
 };
 use sessions::Sessions;
 use wire::RpcIn;
@@ -95,7 +98,11 @@ impl Gateway {
     pub fn new(config: GatewayConfig, auth: impl Authenticator + 'static, seed: u64) -> Self {
         Self {
             registry: Registry::new(config.max_invokes),
-            sessions: Sessions::new(config.replay_capacity),
+            sessions: Sessions::new(sessions::ReplayBudget {
+                frames: config.replay_capacity,
+                bytes: config.replay_bytes,
+                total: config.replay_bytes_total,
+            }),
             config,
             auth: Box::new(auth),
             conns: HashMap::new(),
@@ -132,6 +139,10 @@ impl Gateway {
         let conn = self.registry.accept();
         let due = after(now, self.config.handshake_timeout);
         self.handshakes.insert((due, conn));
+        self.commands.push_back(GatewayCommand::ReadLimit {
+            conn,
+            max_message: self.config.max_message_before_ready,
+        });
         let mut nonce = None;
         match self.config.profile {
             _ if self.faults.stall_hello => {}
@@ -163,15 +174,19 @@ impl Gateway {
             self.stats.stale_frames += 1;
             return;
         };
-        let ready = match &state.phase {
-            Phase::Handshake { .. } => None,
-            Phase::Ready { peer } => Some(peer.clone()),
+        let (ready, limit) = match &state.phase {
+            Phase::Handshake { .. } => (None, self.config.max_message_before_ready),
+            Phase::Ready { peer } => (Some(peer.clone()), self.config.max_message),
             Phase::Closing => {
                 // An answer to an invoke that this very connection carried still counts.
                 self.closing_frame(conn, frame);
                 return;
             }
         };
+        if frame.len() > limit {
+            self.handle_violation(conn, Violation::TooBig);
+            return;
+        }
         let text = match frame {
             Frame::Text(text) => text,
             Frame::Binary(_) => {
@@ -336,6 +351,32 @@ impl Gateway {
         Ok(id)
     }
 
+    /// The server's WebSocket layer found `conn` breaking the protocol (RFC 6455): it is
+    /// closed with the code the RFC names for it, counted and reported.
+    pub fn handle_violation(&mut self, conn: ConnId, violation: Violation) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        match violation {
+            Violation::TooBig => self.stats.too_big += 1,
+            Violation::Protocol | Violation::InvalidUtf8 => self.stats.protocol_violations += 1,
+        }
+        self.events.push_back(GatewayEvent::BadFrame {
+            conn,
+            reason: violation.to_string(),
+        });
+        self.close(conn, CloseWhy::Violation(violation));
+    }
+
+    /// Holding what `conn` is owed would take the server past its memory budget: it is
+    /// closed (1013, try again later) rather than let memory grow.
+    pub fn over_budget(&mut self, conn: ConnId) {
+        if self.conns.contains_key(&conn) {
+            self.stats.over_budget += 1;
+        }
+        self.close(conn, CloseWhy::OverBudget);
+    }
+
     /// `conn`'s outbound queue is full: the server closes it rather than grow memory.
     pub fn too_slow(&mut self, conn: ConnId) {
         if self.conns.contains_key(&conn) {
@@ -376,8 +417,11 @@ impl Gateway {
 
     /// The counters.
     pub fn stats(&self) -> GatewayStats {
+        let (replay_bytes, replay_bytes_peak) = self.sessions.replay_bytes();
         GatewayStats {
             registry: self.registry.stats(),
+            replay_bytes: replay_bytes as u64,
+            replay_bytes_peak: replay_bytes_peak as u64,
             ..self.stats
         }
     }
@@ -437,6 +481,10 @@ impl Gateway {
             self.ticks.insert((next, conn));
         }
         self.stats.ready += 1;
+        self.commands.push_back(GatewayCommand::ReadLimit {
+            conn,
+            max_message: self.config.max_message,
+        });
         let old = self.registry.register(conn, peer);
         // The presence change is told before the close it causes.
         self.drain_registry();
@@ -461,6 +509,19 @@ impl Gateway {
             self.stats.stale_frames += 1;
         }
         self.drain_registry();
+    }
+
+    /// Asks the authenticator who `credentials` belong to; a token longer than the
+    /// configured bound is refused before it is looked at.
+    fn authenticate(&mut self, credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
+        if credentials
+            .token
+            .is_some_and(|token| token.len() > self.config.max_token)
+        {
+            self.stats.oversized_tokens += 1;
+            return Err(Rejection::new("token too long"));
+        }
+        self.auth.authenticate(credentials)
     }
 
     fn rejected(&mut self, conn: ConnId) {

@@ -76,7 +76,7 @@ impl Gateway {
             token: fields.as_ref().and_then(|f| f.token.as_deref()),
             payload,
         };
-        match self.auth.authenticate(&credentials) {
+        match self.authenticate(&credentials) {
             Ok(peer) => {
                 let welcome = wire::rpc_welcome(self.config.heartbeat_interval);
                 self.write(conn, wire::rpc_ok(id, &welcome));

@@ -15,6 +15,8 @@ struct Session {
     seq: u64,
     /// The last dispatches, oldest first, for replay.
     replay: VecDeque<(u64, Frame)>,
+    /// The bytes of `replay`.
+    bytes: usize,
     /// Every dispatch up to this sequence is gone from `replay`.
     forgotten_through: u64,
     /// The connection it is attached to; `None` while it waits to be resumed.
@@ -46,17 +48,38 @@ pub(crate) struct Sessions {
     by_id: HashMap<String, Session>,
     by_peer: HashMap<PeerId, String>,
     expiries: BTreeSet<(Instant, String)>,
-    capacity: usize,
+    budget: ReplayBudget,
+    /// The bytes kept for replay over all sessions, and the most ever kept.
+    bytes: usize,
+    peak: usize,
+}
+
+/// How much each session, and all of them, keep for replay.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplayBudget {
+    /// Dispatches per session.
+    pub(crate) frames: usize,
+    /// Bytes per session.
+    pub(crate) bytes: usize,
+    /// Bytes over all sessions.
+    pub(crate) total: usize,
 }
 
 impl Sessions {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(budget: ReplayBudget) -> Self {
         Self {
             by_id: HashMap::new(),
             by_peer: HashMap::new(),
             expiries: BTreeSet::new(),
-            capacity,
+            budget,
+            bytes: 0,
+            peak: 0,
         }
+    }
+
+    /// The bytes kept for replay now, and the most ever kept at once.
+    pub(crate) fn replay_bytes(&self) -> (usize, usize) {
+        (self.bytes, self.peak)
     }
 
     pub(crate) fn contains(&self, id: &str) -> bool {
@@ -74,6 +97,7 @@ impl Sessions {
                 peer,
                 seq: 0,
                 replay: VecDeque::new(),
+                bytes: 0,
                 forgotten_through: 0,
                 conn: Some(conn),
                 expires: None,
@@ -81,21 +105,35 @@ impl Sessions {
         );
     }
 
-    /// Numbers a dispatch of `peer`'s session and keeps it for replay.
+    /// Numbers a dispatch of `peer`'s session and keeps it for replay, within the budget:
+    /// the session's oldest dispatches make room, and one that cannot fit at all is not kept
+    /// (a client that missed it can no longer resume).
     pub(crate) fn push(&mut self, peer: &str, name: &str, data: &str) -> Option<Pushed> {
         let id = self.by_peer.get(peer)?;
         let session = self.by_id.get_mut(id)?;
         session.seq += 1;
         let frame = wire::dispatch(session.seq, name, data);
-        if self.capacity == 0 {
-            session.forgotten_through = session.seq;
-        } else {
-            if session.replay.len() == self.capacity {
-                if let Some((seq, _)) = session.replay.pop_front() {
-                    session.forgotten_through = seq;
-                }
+        let cost = frame.len();
+        let budget = self.budget;
+        let fits = |session: &Session, total: usize| {
+            session.replay.len() < budget.frames
+                && session.bytes.saturating_add(cost) <= budget.bytes
+                && total.saturating_add(cost) <= budget.total
+        };
+        while !session.replay.is_empty() && !fits(session, self.bytes) {
+            if let Some((seq, old)) = session.replay.pop_front() {
+                session.forgotten_through = seq;
+                session.bytes = session.bytes.saturating_sub(old.len());
+                self.bytes = self.bytes.saturating_sub(old.len());
             }
+        }
+        if fits(session, self.bytes) {
             session.replay.push_back((session.seq, frame.clone()));
+            session.bytes += cost;
+            self.bytes += cost;
+            self.peak = self.peak.max(self.bytes);
+        } else {
+            session.forgotten_through = session.seq;
         }
         Some(Pushed {
             seq: session.seq,
@@ -174,6 +212,7 @@ impl Sessions {
 
     fn remove(&mut self, id: &str) {
         if let Some(session) = self.by_id.remove(id) {
+            self.bytes = self.bytes.saturating_sub(session.bytes);
             if let Some(at) = session.expires {
                 self.expiries.remove(&(at, id.to_owned()));
             }

@@ -11,8 +11,22 @@ use crate::event::RemoteError;
 use crate::frame::Frame;
 use crate::protocol::rpc::Envelope;
 
-/// Why a client frame could not be read.
+/// Why a client frame could not be read. It never quotes the frame: a client's bytes may
+/// be a secret (a token where an object was due), and reasons reach logs.
 pub(crate) type Malformed = String;
+
+/// What was wrong with a client's JSON, by kind and place only: serde's own message quotes
+/// the offending value.
+fn unreadable(context: &str, e: &serde_json::Error) -> Malformed {
+    use serde_json::error::Category;
+    let kind = match e.classify() {
+        Category::Syntax => "not JSON",
+        Category::Eof => "JSON cut short",
+        Category::Data => "a field missing or of the wrong type",
+        Category::Io => "unreadable",
+    };
+    format!("{context}{kind} (line {}, column {})", e.line(), e.column())
+}
 
 /// A discord client frame.
 pub(crate) enum DiscordIn<'a> {
@@ -54,14 +68,14 @@ pub(crate) fn read_discord(text: &str) -> Result<DiscordIn<'_>, Malformed> {
         session_id: Cow<'a, str>,
         seq: Option<u64>,
     }
-    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| unreadable("", &e))?;
     let d = envelope.d;
     match envelope.op {
         1 => Ok(DiscordIn::Heartbeat),
         2 => {
             let d = d.ok_or("identify without d")?;
             let identify: Identify<'_> =
-                serde_json::from_str(d.get()).map_err(|e| format!("identify: {e}"))?;
+                serde_json::from_str(d.get()).map_err(|e| unreadable("identify: ", &e))?;
             Ok(DiscordIn::Identify {
                 token: identify.token,
                 d,
@@ -70,7 +84,7 @@ pub(crate) fn read_discord(text: &str) -> Result<DiscordIn<'_>, Malformed> {
         6 => {
             let d = d.ok_or("resume without d")?;
             let resume: Resume<'_> =
-                serde_json::from_str(d.get()).map_err(|e| format!("resume: {e}"))?;
+                serde_json::from_str(d.get()).map_err(|e| unreadable("resume: ", &e))?;
             Ok(DiscordIn::Resume {
                 token: resume.token,
                 session_id: resume.session_id,
@@ -136,7 +150,7 @@ pub(crate) enum RpcIn<'a> {
 }
 
 pub(crate) fn read_rpc(text: &str) -> Result<RpcIn<'_>, Malformed> {
-    let e: Envelope<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let e: Envelope<'_> = serde_json::from_str(text).map_err(|e| unreadable("", &e))?;
     match e.kind.as_ref() {
         "req" => {
             let id = e.id.ok_or("request without id")?;
@@ -162,7 +176,7 @@ pub(crate) fn read_rpc(text: &str) -> Result<RpcIn<'_>, Malformed> {
                 answer,
             })
         }
-        other => Err(format!("unknown frame type {other:?}")),
+        other => Err(format!("unknown frame type ({} bytes)", other.len())),
     }
 }
 
