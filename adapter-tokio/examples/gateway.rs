@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(PeerId::from)
             .ok_or_else(|| Rejection::new("no token"))
     };
-    let (gateway, mut events) = serve(listener, config, auth, GatewayOptions::default());
+    let (gateway, mut events) = serve(listener, config, auth, GatewayOptions::default())?;
     println!("listening on ws://127.0.0.1:9000/");
     while let Some(event) = events.recv().await {
         println!("{event:?}");

@@ -112,7 +112,8 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
         max_connections: args.max_connections,
         ..GatewayOptions::default()
     };
-    let (gateway, mut events) = serve(listener, config, open_door, options);
+    let (gateway, mut events) =
+        serve(listener, config, open_door, options).map_err(|e| e.to_string())?;
     gateway
         .set_faults(faults)
         .await

@@ -37,7 +37,7 @@ async fn gateway(
 ) -> (GatewayHandle, GatewayEvents, String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
-    let (handle, events) = serve(listener, config, auth, options);
+    let (handle, events) = serve(listener, config, auth, options).unwrap();
     (handle, events, url)
 }
 
@@ -304,7 +304,7 @@ async fn a_client_that_stops_reading_is_closed_not_buffered() {
         .build()
         .unwrap();
     let options = GatewayOptions {
-        outbound_queue: 8,
+        outbound_bytes: 1024,
         ..GatewayOptions::default()
     };
     let (gateway, mut events, url) = gateway(config, options).await;
@@ -497,7 +497,7 @@ async fn a_full_replay_on_resume_is_not_mistaken_for_a_slow_client() {
         .build()
         .unwrap();
     let options = GatewayOptions {
-        outbound_queue: 8,
+        outbound_bytes: 1024,
         ..GatewayOptions::default()
     };
     let (gateway, mut events, _) = gateway(config, options).await;

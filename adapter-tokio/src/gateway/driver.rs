@@ -1,13 +1,14 @@
 //! The gateway's driver task: it owns the sans-IO gateway, takes what the sockets and the
 //! application tell it, and carries out the gateway's commands on the sockets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use tether_core::gateway::{
     Answer, Delivered, Faults, Gateway, GatewayCommand, GatewayError, GatewayEvent, GatewayStats,
+    Violation,
 };
 use tether_core::registry::{InvokeId, InvokeOutcome};
 use tether_core::{ConnId, Frame};
@@ -54,20 +55,60 @@ pub(super) enum Call {
     },
 }
 
-pub(super) enum ToDriver {
+/// What a socket's task tells the driver. Unbounded, since each socket bounds what it
+/// sends by its inbound credit, and sends `Accepted` and `Ended` once.
+pub(super) enum FromSocket {
     Accepted {
         socket: Arc<Outbox>,
         reply: oneshot::Sender<ConnId>,
     },
-    Frame(ConnId, Frame),
+    /// A frame read on `conn`, holding `charge` bytes of its credit.
+    Frame {
+        conn: ConnId,
+        frame: Frame,
+        charge: usize,
+    },
+    /// The client broke the WebSocket protocol.
+    Violation(ConnId, Violation),
     Ended(ConnId),
-    Call(Call),
+}
+
+/// What woke the driver.
+enum Wake {
+    Call(Option<Call>),
+    Socket(Option<FromSocket>),
+    Room(Option<mpsc::OwnedPermit<GatewayEvent>>),
+    Timer,
+}
+
+/// Bytes of a socket's inbound credit, given back when the events its frame caused have
+/// reached the application.
+struct Credit {
+    socket: Arc<Outbox>,
+    charge: usize,
+}
+
+impl Credit {
+    fn give_back(self) {
+        self.socket.taken(self.charge);
+    }
+
+    /// Gives back the credit an event held, if it held one.
+    fn settle(credit: Option<Self>) {
+        if let Some(credit) = credit {
+            credit.give_back();
+        }
+    }
 }
 
 pub(super) struct Driver {
     gateway: Gateway,
-    inbox: mpsc::Receiver<ToDriver>,
+    calls: mpsc::Receiver<Call>,
+    calls_open: bool,
+    sockets_rx: mpsc::UnboundedReceiver<FromSocket>,
     events: mpsc::Sender<GatewayEvent>,
+    /// Events waiting for room in the application's buffer, each with the credit it holds.
+    pending: VecDeque<(GatewayEvent, Option<Credit>)>,
     sockets: HashMap<ConnId, Arc<Outbox>>,
     invokes: HashMap<InvokeId, oneshot::Sender<InvokeOutcome<Answer>>>,
     stop_accepting: Option<oneshot::Sender<()>>,
@@ -77,14 +118,18 @@ pub(super) struct Driver {
 impl Driver {
     pub(super) fn new(
         gateway: Gateway,
-        inbox: mpsc::Receiver<ToDriver>,
+        calls: mpsc::Receiver<Call>,
+        sockets_rx: mpsc::UnboundedReceiver<FromSocket>,
         events: mpsc::Sender<GatewayEvent>,
         stop_accepting: oneshot::Sender<()>,
     ) -> Self {
         Self {
             gateway,
-            inbox,
+            calls,
+            calls_open: true,
+            sockets_rx,
             events,
+            pending: VecDeque::new(),
             sockets: HashMap::new(),
             invokes: HashMap::new(),
             stop_accepting: Some(stop_accepting),
@@ -92,6 +137,9 @@ impl Driver {
         }
     }
 
+    /// Runs until every handle and every socket is gone. It never waits on the
+    /// application: events that do not fit its buffer wait here, holding the credit of the
+    /// socket that caused them, so only that socket stops reading.
     pub(super) async fn run(mut self) {
         loop {
             let deadline = self.gateway.poll_timeout();
@@ -101,21 +149,48 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                message = self.inbox.recv() => match message {
-                    Some(message) => {
-                        self.handle(message);
-                        // Take whatever else is waiting before acting: one pass per batch.
-                        while let Ok(message) = self.inbox.try_recv() {
-                            self.handle(message);
-                        }
+            let waiting = !self.pending.is_empty();
+            // An owned permit, so that nothing borrowed from `self` outlives the select.
+            let room = self.events.clone().reserve_owned();
+            let wake = tokio::select! {
+                call = self.calls.recv(), if self.calls_open => Wake::Call(call),
+                message = self.sockets_rx.recv() => Wake::Socket(message),
+                permit = room, if waiting => Wake::Room(permit.ok()),
+                () = sleep => Wake::Timer,
+            };
+            match wake {
+                Wake::Call(Some(call)) => {
+                    self.call(call, Instant::now());
+                    while let Ok(call) = self.calls.try_recv() {
+                        self.call(call, Instant::now());
                     }
-                    None => return,
-                },
-                () = sleep => self.gateway.handle_timeout(Instant::now()),
+                }
+                Wake::Call(None) => self.calls_open = false,
+                Wake::Socket(Some(message)) => {
+                    self.handle(message);
+                    // Take whatever else is waiting before acting: one pass per batch.
+                    while let Ok(message) = self.sockets_rx.try_recv() {
+                        self.handle(message);
+                    }
+                }
+                Wake::Socket(None) => return,
+                Wake::Room(Some(permit)) => {
+                    if let Some((event, credit)) = self.pending.pop_front() {
+                        permit.send(event);
+                        Credit::settle(credit);
+                    }
+                }
+                // The application dropped its receiver: nobody will take them.
+                Wake::Room(None) => self.pending.drain(..).for_each(|(_, credit)| {
+                    Credit::settle(credit);
+                }),
+                Wake::Timer => {
+                    self.gateway.handle_timeout(Instant::now());
+                    self.collect_events(None);
+                }
             }
             self.carry_out();
-            self.deliver_events().await;
+            self.deliver();
             if self.sockets.is_empty() && self.stop_accepting.is_none() {
                 for waiter in self.shutdown_waiters.drain(..) {
                     let _ = waiter.send(());
@@ -124,23 +199,38 @@ impl Driver {
         }
     }
 
-    fn handle(&mut self, message: ToDriver) {
+    fn handle(&mut self, message: FromSocket) {
         let now = Instant::now();
         match message {
-            ToDriver::Accepted { socket, reply } => {
+            FromSocket::Accepted { socket, reply } => {
                 let conn = self.gateway.accept(now);
                 self.sockets.insert(conn, socket);
                 let _ = reply.send(conn);
             }
-            ToDriver::Frame(conn, frame) => self.gateway.handle_frame(conn, frame, now),
-            ToDriver::Ended(conn) => {
+            FromSocket::Frame {
+                conn,
+                frame,
+                charge,
+            } => {
+                self.gateway.handle_frame(conn, frame, now);
+                let credit = self.sockets.get(&conn).map(|socket| Credit {
+                    socket: socket.clone(),
+                    charge,
+                });
+                self.collect_events(credit);
+            }
+            FromSocket::Violation(conn, violation) => {
+                self.gateway.handle_violation(conn, violation);
+            }
+            FromSocket::Ended(conn) => {
                 self.sockets.remove(&conn);
                 self.gateway.handle_close(conn, now);
             }
-            ToDriver::Call(call) => self.call(call, now),
         }
+        // Commands at once, so a close reaches its socket before the next frame is read.
+        self.carry_out();
+        self.collect_events(None);
     }
-
     fn call(&mut self, call: Call, now: Instant) {
         match call {
             Call::Send { peer, frame, reply } => {
@@ -200,9 +290,16 @@ impl Driver {
                     let Some(socket) = self.sockets.get(&conn) else {
                         continue;
                     };
-                    if socket.push(frame) == Err(Refused::Full) {
-                        tracing::debug!(%conn, "outbound queue full: closing a slow client");
-                        self.gateway.too_slow(conn);
+                    match socket.push(frame) {
+                        Ok(()) | Err(Refused::Closed) => {}
+                        Err(Refused::Full) => {
+                            tracing::debug!(%conn, "outbound queue full: closing a slow client");
+                            self.gateway.too_slow(conn);
+                        }
+                        Err(Refused::OverBudget) => {
+                            tracing::debug!(%conn, "memory budget spent: closing");
+                            self.gateway.over_budget(conn);
+                        }
                     }
                 }
                 GatewayCommand::Close { conn, frame } => {
@@ -210,7 +307,11 @@ impl Driver {
                         socket.close(Some(frame));
                     }
                 }
-                GatewayCommand::ReadLimit { .. } => {}
+                GatewayCommand::ReadLimit { conn, max_message } => {
+                    if let Some(socket) = self.sockets.get(&conn) {
+                        socket.set_read_limit(max_message);
+                    }
+                }
                 GatewayCommand::Abort { conn } => {
                     if let Some(socket) = self.sockets.get(&conn) {
                         socket.close(None);
@@ -220,9 +321,11 @@ impl Driver {
         }
     }
 
-    /// Hands events to the application, waiting while its buffer is full; dropped only
-    /// when the application dropped its receiver.
-    async fn deliver_events(&mut self) {
+    /// Moves the gateway's events into the queue for the application; the last one holds
+    /// `credit` (given back at once when there is none to hold it). Invoke outcomes go to
+    /// their callers instead.
+    fn collect_events(&mut self, credit: Option<Credit>) {
+        let before = self.pending.len();
         while let Some(event) = self.gateway.poll_event() {
             if let GatewayEvent::Invoked { id, outcome, .. } = event {
                 if let Some(waiter) = self.invokes.remove(&id) {
@@ -230,7 +333,33 @@ impl Driver {
                 }
                 continue;
             }
-            let _ = self.events.send(event).await;
+            self.pending.push_back((event, None));
+        }
+        let Some(credit) = credit else {
+            return;
+        };
+        let caused = self.pending.len() > before;
+        match self.pending.back_mut() {
+            Some((_, held)) if caused => *held = Some(credit),
+            _ => credit.give_back(),
+        }
+    }
+
+    /// Hands the application what fits in its buffer now, never waiting for room.
+    fn deliver(&mut self) {
+        while let Some((event, credit)) = self.pending.pop_front() {
+            match self.events.try_send(event) {
+                Ok(()) => {
+                    Credit::settle(credit);
+                }
+                Err(mpsc::error::TrySendError::Full(event)) => {
+                    self.pending.push_front((event, credit));
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    Credit::settle(credit);
+                }
+            }
         }
     }
 }

@@ -14,7 +14,7 @@
 //! let auth = |c: &Credentials<'_>| {
 //!     c.token.map(PeerId::from).ok_or_else(|| Rejection::new("no token"))
 //! };
-//! let (gateway, mut events) = serve(listener, config, auth, GatewayOptions::default());
+//! let (gateway, mut events) = serve(listener, config, auth, GatewayOptions::default())?;
 //! while let Some(event) = events.recv().await {
 //!     println!("{event:?}");
 //! }
@@ -22,15 +22,38 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Each socket's outbound frames wait in a bounded queue; a client that lets it fill is
-//! closed (1008) rather than grow the server's memory. Over the connection limit, the
-//! upgrade is answered `503 Service Unavailable` with `Retry-After`, which tether clients
-//! honour. The WebSocket upgrade (and TLS) must finish within the handshake timeout.
+//! Memory is budgeted in bytes, and what N hostile sockets can make the server hold is
+//! bounded by these settings, not by what they send:
+//! - before its handshake completes a socket may send messages of at most
+//!   [`GatewayConfig::max_message_before_ready`] (8 KiB by default), after it
+//!   [`GatewayConfig::max_message`]; a larger one is closed with 1009 as soon as its bytes
+//!   pass the limit, before it is held whole;
+//! - each socket's outbound frames wait in a queue of [`GatewayOptions::outbound_bytes`]; a
+//!   client that lets it fill is closed (1008), and past the process-wide
+//!   [`GatewayOptions::memory_budget`] the socket that would pass it is closed (1013);
+//! - what a socket reads waits for the application within its
+//!   [`GatewayOptions::inbound_window`]; past it that socket, and only it, stops being read;
+//! - discord sessions keep at most [`GatewayConfig::replay_bytes`] for replay each.
+//!
+//! [`GatewayHandle::memory`] reports each of these, now and at their peak.
+//!
+//! Upgrades must finish within [`GatewayOptions::upgrade_timeout`], and at most
+//! [`GatewayOptions::max_pending_upgrades`] wait at once: a new one pushes out the oldest,
+//! so sockets that never finish their request cannot keep others out. Over the connection
+//! limit, the upgrade is answered `503 Service Unavailable` with `Retry-After`, which tether
+//! clients honour; out of file descriptors, new connections are answered the same way
+//! instead of left waiting. Breaking the WebSocket protocol closes with the code RFC 6455
+//! names: 1002, 1007, 1009.
 
 mod accept;
+mod budget;
 mod driver;
+mod metered;
 mod outbox;
 mod socket;
+
+pub use accept::AcceptStats;
+pub use budget::MemoryStats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +61,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
+use tether_core::ConfigError;
 use tether_core::gateway::{
     Answer, Authenticator, Faults, Gateway, GatewayConfig, GatewayError, GatewayEvent, GatewayStats,
 };
@@ -47,25 +71,39 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use accept::Acceptor;
-use driver::{Call, Driver, ToDriver};
+use accept::{Acceptor, Counters};
+use budget::{Budget, FRAME_OVERHEAD};
+use driver::{Call, Driver};
 
-/// How the server runs its sockets; [`GatewayOptions::default`] suits most.
+/// How the server runs its sockets; [`GatewayOptions::default`] suits most. Checked by
+/// [`serve`]: zero, and more than the library allows, are refused.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
-    /// Sockets held at once; further upgrades get 503 with `Retry-After`.
+    /// Upgraded sockets held at once; further upgrades get 503 with `Retry-After`.
     pub max_connections: usize,
-    /// Frames waiting to be written per socket before its client counts as too slow. Never
-    /// less than a full resume's replay (the gateway's replay capacity and a few frames
-    /// more), so replaying what a client missed cannot itself make it too slow.
-    pub outbound_queue: usize,
-    /// Events buffered for the application; when full the gateway waits for it.
+    /// Connections whose upgrade is under way at once; a new one pushes out the oldest.
+    pub max_pending_upgrades: usize,
+    /// How long a connection may take to finish its TLS handshake and upgrade request.
+    pub upgrade_timeout: Duration,
+    /// Bytes waiting to be written per socket before its client counts as too slow. Never
+    /// less than a full resume's replay (the gateway's replay bytes and a margin), so
+    /// replaying what a client missed cannot itself make it too slow.
+    pub outbound_bytes: usize,
+    /// Bytes waiting to be written over all sockets; the socket that would pass it is
+    /// closed with 1013.
+    pub memory_budget: usize,
+    /// Bytes a socket may have read that the application has not taken yet; past them the
+    /// socket is not read until it has.
+    pub inbound_window: usize,
+    /// Events buffered for the application; beyond it, events wait in the gateway holding
+    /// the credit of the socket that caused them.
     pub event_buffer: usize,
     /// How long a closing socket waits for the client's close frame.
     pub close_timeout: Duration,
     /// The `Retry-After` seconds sent with a 503.
     pub retry_after_secs: u64,
-    /// tungstenite's buffers and limits (8 KiB buffers, 16 MiB messages by default).
+    /// tungstenite's buffers (8 KiB each by default). Its message and frame size limits are
+    /// set from [`GatewayConfig::max_message`].
     pub websocket: WebSocketConfig,
     /// Serve `wss://` with this rustls configuration.
     #[cfg(feature = "rustls")]
@@ -76,24 +114,81 @@ impl Default for GatewayOptions {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
-            outbound_queue: 256,
+            max_pending_upgrades: 1024,
+            upgrade_timeout: Duration::from_secs(5),
+            outbound_bytes: 1 << 20,
+            memory_budget: 1 << 30,
+            inbound_window: 64 << 10,
             event_buffer: 1024,
             close_timeout: Duration::from_secs(1),
             retry_after_secs: 1,
             websocket: WebSocketConfig::default()
                 .read_buffer_size(8 * 1024)
-                .write_buffer_size(8 * 1024)
-                .max_message_size(Some(16 << 20))
-                .max_frame_size(Some(4 << 20)),
+                .write_buffer_size(8 * 1024),
             #[cfg(feature = "rustls")]
             tls: None,
         }
     }
 }
 
-/// Frames a resume writes besides the replay: RESUMED, a heartbeat ack, what the
+impl GatewayOptions {
+    /// Checks every setting: zero, and more than the library allows, are refused.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        const MINUTE: Duration = Duration::from_secs(60);
+        let counts = [
+            ("max_connections", self.max_connections, 1 << 20),
+            ("max_pending_upgrades", self.max_pending_upgrades, 1 << 20),
+            ("outbound_bytes", self.outbound_bytes, 1 << 30),
+            ("memory_budget", self.memory_budget, 1 << 40),
+            ("inbound_window", self.inbound_window, 64 << 20),
+            ("event_buffer", self.event_buffer, 1 << 20),
+        ];
+        for (field, value, max) in counts {
+            if value == 0 {
+                return Err(ConfigError::Zero { field });
+            }
+            if value > max {
+                return Err(ConfigError::TooLarge {
+                    field,
+                    value: value as u64,
+                    max: max as u64,
+                });
+            }
+        }
+        for (field, value) in [
+            ("upgrade_timeout", self.upgrade_timeout),
+            ("close_timeout", self.close_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero { field });
+            }
+            if value > MINUTE {
+                return Err(ConfigError::Conflict {
+                    field,
+                    problem: "must be at most a minute",
+                });
+            }
+        }
+        if self.retry_after_secs > 24 * 3600 {
+            return Err(ConfigError::TooLarge {
+                field: "retry_after_secs",
+                value: self.retry_after_secs,
+                max: 24 * 3600,
+            });
+        }
+        if self.memory_budget < self.outbound_bytes {
+            return Err(ConfigError::Conflict {
+                field: "memory_budget",
+                problem: "must hold at least one socket's outbound_bytes",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Bytes a resume writes besides the replay: RESUMED, a heartbeat ack, what the
 /// application sends meanwhile.
-const REPLAY_MARGIN: usize = 16;
+const REPLAY_MARGIN: usize = 64 << 10;
 
 /// Why a call on the gateway did not happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -111,9 +206,11 @@ pub enum ServeError {
 /// when its last socket does.
 #[derive(Debug, Clone)]
 pub struct GatewayHandle {
-    calls: mpsc::Sender<ToDriver>,
+    calls: mpsc::Sender<Call>,
     local_addr: Option<SocketAddr>,
     open: Arc<AtomicUsize>,
+    budget: Arc<Budget>,
+    counters: Arc<Counters>,
     /// Dropped with the last handle: the accept loop hears of it and stops.
     _alive: Arc<oneshot::Sender<()>>,
 }
@@ -122,44 +219,60 @@ pub struct GatewayHandle {
 /// [`GatewayHandle::invoke`] instead.
 pub type GatewayEvents = mpsc::Receiver<GatewayEvent>;
 
-/// Starts serving `listener`. Must be called within a tokio runtime.
+/// Starts serving `listener`, once `options` pass their [check](GatewayOptions::check).
+/// Must be called within a tokio runtime.
 pub fn serve(
     listener: TcpListener,
     config: GatewayConfig,
     auth: impl Authenticator + 'static,
     options: GatewayOptions,
-) -> (GatewayHandle, GatewayEvents) {
+) -> Result<(GatewayHandle, GatewayEvents), ConfigError> {
+    options.check()?;
     let local_addr = listener.local_addr().ok();
-    let handshake_timeout = config.handshake_timeout();
     let mut options = options;
-    options.outbound_queue = options
-        .outbound_queue
-        .max(config.replay_capacity().saturating_add(REPLAY_MARGIN));
+    let replay = config
+        .replay_bytes()
+        .saturating_add(config.replay_capacity().saturating_mul(FRAME_OVERHEAD))
+        .saturating_add(REPLAY_MARGIN);
+    options.outbound_bytes = options.outbound_bytes.max(replay);
+    options.memory_budget = options.memory_budget.max(options.outbound_bytes);
+    options.websocket = options
+        .websocket
+        .max_message_size(Some(config.max_message()))
+        .max_frame_size(Some(config.max_message()));
+    let budget = Arc::new(Budget::new(options.memory_budget, options.outbound_bytes));
+    let before_ready = config.max_message_before_ready();
     let gateway = Gateway::new(config, auth, fastrand::u64(..));
-    let (calls, inbox) = mpsc::channel(1024);
-    let (events_tx, events) = mpsc::channel(options.event_buffer.max(1));
+    let (calls, calls_rx) = mpsc::channel(1024);
+    let (to_driver, sockets_rx) = mpsc::unbounded_channel();
+    let (events_tx, events) = mpsc::channel(options.event_buffer);
     let open = Arc::new(AtomicUsize::new(0));
+    let counters = Arc::new(Counters::default());
     let (stop_accepting, accepting_stopped) = oneshot::channel();
-    let driver = Driver::new(gateway, inbox, events_tx, stop_accepting);
+    let driver = Driver::new(gateway, calls_rx, sockets_rx, events_tx, stop_accepting);
     tokio::spawn(driver.run());
     let accept = Acceptor::new(
         listener,
-        calls.downgrade(),
+        to_driver,
         open.clone(),
+        counters.clone(),
+        budget.clone(),
         Arc::new(options),
-        handshake_timeout,
+        before_ready,
     );
     let (alive, handles_gone) = oneshot::channel();
     tokio::spawn(accept.run(accepting_stopped, handles_gone));
-    (
+    Ok((
         GatewayHandle {
             calls,
             local_addr,
             open,
+            budget,
+            counters,
             _alive: Arc::new(alive),
         },
         events,
-    )
+    ))
 }
 
 impl GatewayHandle {
@@ -171,6 +284,16 @@ impl GatewayHandle {
     /// Sockets open now, from the upgrade until they end.
     pub fn open_sockets(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// The bytes the gateway's sockets hold in each place, now and at their peak.
+    pub fn memory(&self) -> MemoryStats {
+        self.budget.stats()
+    }
+
+    /// How connections have fared before their upgrade completed.
+    pub fn accept_stats(&self) -> AcceptStats {
+        self.counters.stats()
     }
 
     /// Writes `frame` to `peer`'s current connection.
@@ -251,7 +374,7 @@ impl GatewayHandle {
     ) -> Result<T, ServeError> {
         let (reply, answer) = oneshot::channel();
         self.calls
-            .send(ToDriver::Call(make(reply)))
+            .send(make(reply))
             .await
             .map_err(|_| ServeError::Stopped)?;
         answer.await.map_err(|_| ServeError::Stopped)

@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tether_adapter::wire;
+use tether_core::gateway::Violation;
 use tether_core::{CloseFrame, ConnId, Frame};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::driver::ToDriver;
+use super::driver::FromSocket;
+use super::metered::Metered;
 use super::outbox::Outbox;
 
 /// What woke a socket's task.
@@ -27,11 +30,13 @@ enum Step {
 
 /// One task per socket reads it and writes it: frames from the driver are written as soon
 /// as the socket takes them, reads go on while a write waits, and a close from the driver
-/// is seen even while the client has stopped reading.
+/// is seen even while the client has stopped reading. Reads stop while what the socket
+/// handed on waits for the application (its inbound credit is spent): backpressure falls
+/// on this client alone.
 pub(super) async fn run_socket<S>(
-    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    mut ws: WebSocketStream<Metered<S>>,
     conn: ConnId,
-    calls: mpsc::Sender<ToDriver>,
+    to_driver: mpsc::UnboundedSender<FromSocket>,
     outbox: &Outbox,
     close_timeout: Duration,
 ) where
@@ -45,25 +50,59 @@ pub(super) async fn run_socket<S>(
             if let Poll::Ready(frame) = outbox.poll_close(cx) {
                 return Poll::Ready(Step::Close(frame));
             }
+            // Before any write: the reply that makes a client ready comes after its limit.
+            if let Some(limit) = outbox.take_read_limit() {
+                ws.get_mut().set_limit(limit);
+            }
             if batch.is_empty() {
                 outbox.take_frames(&mut batch);
             }
-            if write_ready(&mut ws, &mut batch, &mut unflushed, cx).is_err() {
+            if write_ready(&mut ws, outbox, &mut batch, &mut unflushed, cx).is_err() {
                 return Poll::Ready(Step::WriteFailed);
+            }
+            if !outbox.may_read() {
+                return Poll::Pending;
             }
             ws.poll_next_unpin(cx).map(Step::Read)
         })
         .await;
         match step {
-            Step::Read(Some(Ok(message))) => match wire::read(message) {
-                wire::Read::Frame(frame) => {
-                    if calls.send(ToDriver::Frame(conn, frame)).await.is_err() {
+            Step::Read(Some(Ok(message))) => {
+                ws.get_mut().message_done();
+                match wire::read(message) {
+                    wire::Read::Frame(frame) => {
+                        let charge = outbox.handed_on(&frame);
+                        if to_driver
+                            .send(FromSocket::Frame {
+                                conn,
+                                frame,
+                                charge,
+                            })
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    wire::Read::Close(_) | wire::Read::Nothing => {}
+                }
+            }
+            Step::Read(Some(Err(error))) => {
+                // The gateway closes it with the code for what it did.
+                if let Some(violation) = violation(&error, ws.get_ref()) {
+                    if to_driver
+                        .send(FromSocket::Violation(conn, violation))
+                        .is_err()
+                    {
                         break;
                     }
+                    let close = std::future::poll_fn(|cx| outbox.poll_close(cx));
+                    if let Ok(Some(frame)) = tokio::time::timeout(close_timeout, close).await {
+                        Box::pin(linger(&mut ws, frame, close_timeout)).await;
+                    }
                 }
-                wire::Read::Close(_) | wire::Read::Nothing => {}
-            },
-            Step::Read(_) | Step::WriteFailed => break,
+                break;
+            }
+            Step::Read(None) | Step::WriteFailed => break,
             Step::Close(Some(frame)) => {
                 // Boxed: a closing socket's state need not size every open one.
                 Box::pin(linger(&mut ws, frame, close_timeout)).await;
@@ -72,13 +111,31 @@ pub(super) async fn run_socket<S>(
             Step::Close(None) => break,
         }
     }
-    let _ = calls.send(ToDriver::Ended(conn)).await;
+    outbox.gone(&batch);
+    let _ = to_driver.send(FromSocket::Ended(conn));
+}
+
+/// The violation a read error is, if the client broke the protocol rather than went away.
+fn violation<S>(error: &WsError, stream: &Metered<S>) -> Option<Violation> {
+    match error {
+        WsError::Io(_) if stream.tripped() => Some(Violation::TooBig),
+        WsError::Capacity(_) => Some(Violation::TooBig),
+        WsError::Utf8(_) => Some(Violation::InvalidUtf8),
+        WsError::Protocol(e) => match e {
+            tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake => {
+                None
+            }
+            _ => Some(Violation::Protocol),
+        },
+        _ => None,
+    }
 }
 
 /// Moves the batch into the socket while it takes frames, and flushes. `Err`: the socket
 /// failed.
 fn write_ready<S>(
-    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    ws: &mut WebSocketStream<S>,
+    outbox: &Outbox,
     batch: &mut VecDeque<Frame>,
     unflushed: &mut bool,
     cx: &mut Context<'_>,
@@ -93,6 +150,7 @@ where
             Poll::Pending => return Ok(()),
         }
         if let Some(frame) = batch.pop_front() {
+            outbox.written(&frame);
             ws.start_send_unpin(wire::write(frame))?;
             *unflushed = true;
         }
@@ -109,11 +167,8 @@ where
 
 /// Sends our close frame and gives the client `limit` to answer it; a client that does not
 /// read is dropped when the time is up.
-async fn linger<S>(
-    ws: &mut tokio_tungstenite::WebSocketStream<S>,
-    frame: CloseFrame,
-    limit: Duration,
-) where
+async fn linger<S>(ws: &mut WebSocketStream<S>, frame: CloseFrame, limit: Duration)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let _ = tokio::time::timeout(limit, async {

@@ -121,7 +121,9 @@ fn tether_gateway(listener: TcpListener, heartbeat: Duration, tally: Arc<Tally>)
         max_connections: 20_000,
         ..GatewayOptions::default()
     };
-    let (gateway, mut events) = serve(listener, config, bench_auth, options);
+    let Ok((gateway, mut events)) = serve(listener, config, bench_auth, options) else {
+        return;
+    };
     let counter = tally.clone();
     tokio::spawn(async move {
         // The gateway counts the connections it accepted; read it as often as we sample.

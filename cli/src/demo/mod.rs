@@ -119,7 +119,8 @@ async fn start_gateway(
         .resume_window(Duration::from_secs(30))
         .build()
         .map_err(|e| e.to_string())?;
-    let (gateway, mut events) = serve(listener, config, open_door, GatewayOptions::default());
+    let (gateway, mut events) =
+        serve(listener, config, open_door, GatewayOptions::default()).map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             match &event {
