@@ -5,6 +5,7 @@
 
 pub mod adapter;
 pub mod proxy;
+pub mod raw;
 pub mod scenarios;
 pub mod server;
 
