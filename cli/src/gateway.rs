@@ -1,7 +1,9 @@
 //! `tether gateway`: the tokio gateway server for testing other people's clients, with
-//! faults on demand. Anyone may connect: the peer is the token presented (or
-//! `anonymous`). Whatever a ready peer sends is echoed back: a discord frame's `d` as an
-//! `ECHO` dispatch, an rpc request's params as its result, an rpc event as an event.
+//! faults on demand. Anyone may connect: the peer is named by a fingerprint of the token
+//! presented (never the token itself), `anonymous` without one, and each plain socket by
+//! its connection. Whatever a ready peer sends is echoed back: a discord frame's `d` as an
+//! `ECHO` dispatch, an rpc request's params as its result, an rpc event as an event, a
+//! plain message as itself.
 
 use std::time::Duration;
 
@@ -53,6 +55,8 @@ pub enum ServerKind {
     Discord,
     /// JSON rpc.
     Rpc,
+    /// A bare WebSocket: an echo server for plain clients.
+    Plain,
 }
 
 impl GatewayArgs {
@@ -86,6 +90,7 @@ impl GatewayArgs {
         let profile = match self.profile {
             ServerKind::Discord => ServerProfile::Discord,
             ServerKind::Rpc => ServerProfile::Rpc,
+            ServerKind::Plain => ServerProfile::Plain,
         };
         GatewayConfig::builder(profile)
             .heartbeat_interval(Duration::from_millis(self.heartbeat_ms))
@@ -95,9 +100,25 @@ impl GatewayArgs {
     }
 }
 
-/// Lets everyone in, as the token they present.
+/// Lets everyone in, named by a fingerprint of the token they present: the first 12 hex
+/// digits of its SHA-256, so logs tell peers apart and never show a secret. Without a
+/// token, a plain socket is its connection and anyone else `anonymous`.
 pub fn open_door(credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
-    Ok(PeerId::from(credentials.token.unwrap_or("anonymous")))
+    Ok(match credentials.token {
+        Some(token) => PeerId::from(fingerprint(token)),
+        None if credentials.payload.is_empty() => PeerId::from(credentials.conn.to_string()),
+        None => PeerId::from("anonymous"),
+    })
+}
+
+/// `peer-` and the first 12 hex digits of the SHA-256 of `token`.
+pub fn fingerprint(token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let hex: String = digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("peer-{hex}")
 }
 
 /// Runs `tether gateway` until Ctrl-C. The first line on stdout is `listening ws://ADDR/`.
@@ -158,6 +179,9 @@ pub fn describe(event: &GatewayEvent) -> String {
             format!("{conn} {peer}: resumed, {replayed} dispatches replayed")
         }
         GatewayEvent::Message { peer, conn, text } => format!("{conn} {peer}: {text}"),
+        GatewayEvent::Binary { peer, conn, data } => {
+            format!("{conn} {peer}: binary, {} bytes", data.len())
+        }
         GatewayEvent::Invoked { id, peer, outcome } => {
             format!("invoke {} of {peer}: {outcome:?}", id.get())
         }
@@ -171,9 +195,18 @@ pub fn describe(event: &GatewayEvent) -> String {
 
 /// Echoes what a peer sent back to it.
 async fn echo(gateway: &GatewayHandle, profile: ServerKind, event: GatewayEvent) {
-    let GatewayEvent::Message { peer, text, .. } = event else {
-        return;
+    let (peer, text) = match event {
+        GatewayEvent::Message { peer, text, .. } => (peer, text),
+        GatewayEvent::Binary { peer, data, .. } => {
+            let _ = gateway.send(&peer, Frame::Binary(data)).await;
+            return;
+        }
+        _ => return,
     };
+    if profile == ServerKind::Plain {
+        let _ = gateway.send(&peer, Frame::Text(text)).await;
+        return;
+    }
     let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else {
         return;
     };
@@ -187,7 +220,7 @@ async fn echo(gateway: &GatewayHandle, profile: ServerKind, event: GatewayEvent)
             let reply = serde_json::json!({"type": "res", "id": frame["id"], "ok": true, "payload": frame["params"]});
             let _ = gateway.send(&peer, Frame::text(reply.to_string())).await;
         }
-        ServerKind::Rpc => {
+        ServerKind::Rpc | ServerKind::Plain => {
             let name = frame["event"].as_str().unwrap_or("echo").to_owned();
             if let Ok(data) = RawValue::from_string(frame["payload"].to_string()) {
                 let _ = gateway.dispatch(&peer, &name, data).await;

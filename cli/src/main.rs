@@ -11,6 +11,7 @@ mod bench;
 mod connect;
 mod demo;
 mod gateway;
+mod logs;
 mod report;
 
 use std::process::ExitCode;
@@ -24,6 +25,11 @@ use bench::node::Implementation;
 #[derive(Debug, Parser)]
 #[command(name = "tether", version, about)]
 struct Cli {
+    /// Log to stderr at this level or filter (`trace`, `debug`, `tether_tokio=debug`...).
+    /// The WebSocket crates are held at `debug` whatever the filter: at `trace` they print
+    /// every frame, tokens included.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
     #[command(subcommand)]
     command: Commands,
 }
@@ -128,6 +134,12 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Some(filter) = &cli.log {
+        if let Err(e) = logs::init(filter) {
+            eprintln!("tether: --log {e}");
+            return ExitCode::from(2);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

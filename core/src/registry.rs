@@ -155,6 +155,8 @@ pub struct Registry<P, R> {
     stats: RegistryStats,
     last_invoke: u64,
     max_invokes: usize,
+    /// Until then the server is reading what waited while it was stalled.
+    catching_up: Option<Instant>,
 }
 
 impl<P: Clone + Eq + Hash, R> Registry<P, R> {
@@ -172,6 +174,7 @@ impl<P: Clone + Eq + Hash, R> Registry<P, R> {
             stats: RegistryStats::default(),
             last_invoke: 0,
             max_invokes,
+            catching_up: None,
         }
     }
 
@@ -333,9 +336,11 @@ impl<P: Clone + Eq + Hash, R> Registry<P, R> {
     /// A late judgment is not a verdict (F12, on the server side): when the server comes to
     /// the liveness deadlines later than [`STALL_TOLERANCE`] after the first of them was
     /// due, it was not running (a stopped or starved process), and the signs of life sent
-    /// meanwhile are still waiting in its sockets, unread. Every connection overdue then is
-    /// given one more bound from now, once per silence, so what waited is read before it is
-    /// judged; a connection that really went silent is reported at the end of it.
+    /// meanwhile are still waiting in its sockets, unread, and take a while to read. Every
+    /// connection that falls due then, or while the server catches up (for as long again as
+    /// it was late), is given one more bound from now, once per silence, so what waited is
+    /// read before it is judged; a connection that really went silent is reported at the
+    /// end of it.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(at, id)) = self.invoke_deadlines.first() {
             if at > now {
@@ -343,10 +348,14 @@ impl<P: Clone + Eq + Hash, R> Registry<P, R> {
             }
             self.finish(id, InvokeOutcome::TimedOut);
         }
-        let stalled = self
-            .liveness_deadlines
-            .first()
-            .is_some_and(|&(first, _)| now.saturating_duration_since(first) > STALL_TOLERANCE);
+        if let Some(&(first, _)) = self.liveness_deadlines.first() {
+            let late = now.saturating_duration_since(first);
+            if late > STALL_TOLERANCE {
+                let until = after(now, late);
+                self.catching_up = Some(self.catching_up.map_or(until, |t| t.max(until)));
+            }
+        }
+        let stalled = self.catching_up.is_some_and(|until| now <= until);
         while let Some(&(at, conn)) = self.liveness_deadlines.first() {
             if at > now {
                 break;

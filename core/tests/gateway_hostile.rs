@@ -128,18 +128,25 @@ impl Fleet {
     }
 
     /// The gateway does nothing for `span` while the live sessions go on beating; then it
-    /// handles its overdue timers first, and only then reads the heartbeats that waited.
-    fn stall(&mut self, span: Duration) {
+    /// handles its overdue timers first, and the timers that fall due during the next
+    /// `catch_up` too, before it reads the heartbeats that waited.
+    fn stall(&mut self, span: Duration, catch_up: Duration) {
         let until = self.now + span;
+        let read_at = until + catch_up;
         let mut waiting = Vec::new();
         for (&conn, at) in &mut self.next {
-            while *at <= until {
+            while *at <= read_at {
                 waiting.push(conn);
                 *at += self.interval;
             }
         }
         self.now = until;
         self.gw.handle_timeout(self.now);
+        while let Some(at) = self.gw.poll_timeout().filter(|at| *at <= read_at) {
+            self.now = at.max(self.now);
+            self.gw.handle_timeout(self.now);
+        }
+        self.now = read_at;
         for conn in waiting {
             self.gw.handle_frame(conn, heartbeat(), self.now);
         }
@@ -151,7 +158,7 @@ fn h02_a_stall_shorter_than_the_liveness_bound_drops_no_session() {
     let mut fleet = Fleet::new(2000);
     fleet.run(Duration::from_secs(3));
     assert!(unresponsive(&mut fleet.gw).is_empty());
-    fleet.stall(Duration::from_millis(1000));
+    fleet.stall(Duration::from_millis(1000), Duration::from_millis(300));
     fleet.run(Duration::from_secs(4));
     assert_eq!(unresponsive(&mut fleet.gw), []);
     let stats = fleet.gw.stats();
@@ -172,7 +179,7 @@ fn h02_a_longer_stall_drops_only_the_sessions_that_went_silent() {
     for conn in &dead {
         fleet.next.remove(conn);
     }
-    fleet.stall(Duration::from_millis(2000));
+    fleet.stall(Duration::from_millis(2000), Duration::from_millis(300));
     fleet.run(Duration::from_secs(5));
     let mut dropped = unresponsive(&mut fleet.gw);
     dropped.sort_unstable();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,8 +28,11 @@ pub struct AcceptStats {
     pub pending_upgrades: usize,
     /// Upgrades completed.
     pub upgraded: u64,
-    /// Upgrades cut to make room for a newer connection.
+    /// Slow upgrades cut to make room for a newer connection.
     pub evicted: u64,
+    /// Connections answered 503 at once because the upgrades under way were at their bound
+    /// and none was slow enough to cut.
+    pub busy: u64,
     /// Upgrades that did not finish within the upgrade timeout.
     pub timed_out: u64,
     /// Upgrades answered 503 over the connection limit.
@@ -43,6 +46,7 @@ pub struct AcceptStats {
 pub(super) struct Counters {
     upgraded: AtomicU64,
     evicted: AtomicU64,
+    busy: AtomicU64,
     timed_out: AtomicU64,
     refused: AtomicU64,
     shed: AtomicU64,
@@ -55,6 +59,7 @@ impl Counters {
             pending_upgrades: self.pending.load(Ordering::Relaxed),
             upgraded: self.upgraded.load(Ordering::Relaxed),
             evicted: self.evicted.load(Ordering::Relaxed),
+            busy: self.busy.load(Ordering::Relaxed),
             timed_out: self.timed_out.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
             shed: self.shed.load(Ordering::Relaxed),
@@ -62,11 +67,12 @@ impl Counters {
     }
 }
 
-/// The upgrades under way, oldest first, each with the signal that cuts it.
+/// The upgrades under way, oldest first, each with when it started and the signal that
+/// cuts it.
 #[derive(Default)]
 struct Pending {
     next: u64,
-    upgrades: BTreeMap<u64, oneshot::Sender<()>>,
+    upgrades: BTreeMap<u64, (Instant, oneshot::Sender<()>)>,
 }
 
 /// Removes its upgrade from the pending ones when the upgrade ends, however it ends.
@@ -180,13 +186,33 @@ impl Acceptor {
         }
     }
 
+    /// Starts upgrading `tcp`, within the bound on upgrades under way: at the bound, the
+    /// oldest is cut if it has been at it for a fifth of the upgrade timeout (a slow or
+    /// hostile client: a real one finishes in milliseconds); otherwise the newcomer is told
+    /// 503 with `Retry-After` at once, so that a burst of honest clients is slowed down
+    /// rather than made to cut each other's upgrades.
     fn start_upgrade(&mut self, tcp: TcpStream) {
         let _ = tcp.set_nodelay(true);
         let (evict, evicted) = oneshot::channel();
+        let now = Instant::now();
+        let slow = self.shared.options.upgrade_timeout / 5;
         let guard = {
             let mut pending = lock(&self.pending);
             if pending.upgrades.len() >= self.shared.options.max_pending_upgrades {
-                if let Some((_, oldest)) = pending.upgrades.pop_first() {
+                let oldest_is_slow =
+                    pending
+                        .upgrades
+                        .first_key_value()
+                        .is_some_and(|(_, (started, _))| {
+                            now.saturating_duration_since(*started) >= slow
+                        });
+                if !oldest_is_slow {
+                    drop(pending);
+                    let _ = tcp.try_write(NO_ROOM);
+                    self.shared.counters.busy.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                if let Some((_, (_, oldest))) = pending.upgrades.pop_first() {
                     let _ = oldest.send(());
                     self.shared.counters.evicted.fetch_add(1, Ordering::Relaxed);
                     self.shared.counters.pending.fetch_sub(1, Ordering::Relaxed);
@@ -194,7 +220,7 @@ impl Acceptor {
             }
             let id = pending.next;
             pending.next += 1;
-            pending.upgrades.insert(id, evict);
+            pending.upgrades.insert(id, (now, evict));
             self.shared.counters.pending.fetch_add(1, Ordering::Relaxed);
             PendingGuard {
                 pending: self.pending.clone(),

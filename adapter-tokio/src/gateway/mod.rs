@@ -38,8 +38,9 @@
 //! [`GatewayHandle::memory`] reports each of these, now and at their peak.
 //!
 //! Upgrades must finish within [`GatewayOptions::upgrade_timeout`], and at most
-//! [`GatewayOptions::max_pending_upgrades`] wait at once: a new one pushes out the oldest,
-//! so sockets that never finish their request cannot keep others out. Over the connection
+//! [`GatewayOptions::max_pending_upgrades`] wait at once: a new one pushes out the oldest
+//! once that one is slow, so sockets that never finish their request cannot keep others
+//! out, and is told 503 with `Retry-After` while none is. Over the connection
 //! limit, the upgrade is answered `503 Service Unavailable` with `Retry-After`, which tether
 //! clients honour; out of file descriptors, new connections are answered the same way
 //! instead of left waiting. Breaking the WebSocket protocol closes with the code RFC 6455
@@ -81,7 +82,9 @@ use driver::{Call, Driver};
 pub struct GatewayOptions {
     /// Upgraded sockets held at once; further upgrades get 503 with `Retry-After`.
     pub max_connections: usize,
-    /// Connections whose upgrade is under way at once; a new one pushes out the oldest.
+    /// Connections whose upgrade is under way at once. At the bound a new one pushes out
+    /// the oldest if that one has taken a fifth of the upgrade timeout already, and is told
+    /// 503 with `Retry-After` otherwise.
     pub max_pending_upgrades: usize,
     /// How long a connection may take to finish its TLS handshake and upgrade request.
     pub upgrade_timeout: Duration,
@@ -114,7 +117,7 @@ impl Default for GatewayOptions {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
-            max_pending_upgrades: 1024,
+            max_pending_upgrades: 4096,
             upgrade_timeout: Duration::from_secs(5),
             outbound_bytes: 1 << 20,
             memory_budget: 1 << 30,

@@ -23,11 +23,27 @@ use tether_core::{
 use tether_tokio::gateway::{GatewayHandle, GatewayOptions, serve};
 use tokio::net::TcpListener;
 
-use crate::gateway::{describe, open_door};
+use crate::gateway::describe;
 use crate::report::{Timeline, Tone, event_line};
 use proxy::Proxy;
+use tether_core::gateway::{Credentials, PeerId, Rejection};
 
 const PEER: &str = "demo-bot";
+/// The discord client's token; the gateway knows it as [`PEER`].
+const TOKEN: &str = "demo-bot-token";
+/// The rpc agent's token, and its name.
+const AGENT_TOKEN: &str = "demo-agent-token";
+const AGENT: &str = "demo-agent";
+
+/// The demo gateway's authenticator: the two tokens it knows, by name; anyone else is
+/// refused.
+fn known_tokens(credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
+    match credentials.token {
+        Some(TOKEN) => Ok(PeerId::from(PEER)),
+        Some(AGENT_TOKEN) => Ok(PeerId::from(AGENT)),
+        _ => Err(Rejection::new("unknown token")),
+    }
+}
 const HEARTBEAT: Duration = Duration::from_millis(400);
 const PHASE_LIMIT: Duration = Duration::from_secs(8);
 
@@ -119,8 +135,8 @@ async fn start_gateway(
         .resume_window(Duration::from_secs(30))
         .build()
         .map_err(|e| e.to_string())?;
-    let (gateway, mut events) =
-        serve(listener, config, open_door, GatewayOptions::default()).map_err(|e| e.to_string())?;
+    let (gateway, mut events) = serve(listener, config, known_tokens, GatewayOptions::default())
+        .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             match &event {
@@ -192,7 +208,7 @@ pub async fn run(seed: u64) -> Result<bool, String> {
     )
     .await?;
     let proxy = Proxy::start(addr).await.map_err(|e| e.to_string())?;
-    let profile = Discord::builder(Identify::new(Token::new(PEER), 0))
+    let profile = Discord::builder(Identify::new(Token::new(TOKEN), 0))
         .build()
         .map_err(|e| e.to_string())?;
     let (client, events) = tether_tokio::connect(proxy.url(), fast_config(seed)?, profile)
@@ -631,7 +647,7 @@ async fn requests_in_flight(demo: &mut Demo, seed: u64) -> Result<(), String> {
     .await?;
     let proxy = Proxy::start(addr).await.map_err(|e| e.to_string())?;
     let mut params = Map::new();
-    params.insert("token".into(), Value::from("demo-agent"));
+    params.insert("token".into(), Value::from(AGENT_TOKEN));
     let profile = Rpc::builder(params).build().map_err(|e| e.to_string())?;
     let (client, mut events) = tether_tokio::connect(proxy.url(), fast_config(seed + 1)?, profile)
         .map_err(|e| e.to_string())?;
@@ -652,8 +668,7 @@ async fn requests_in_flight(demo: &mut Demo, seed: u64) -> Result<(), String> {
             }
         }
     });
-    let up =
-        eventually(|| async { matches!(gateway.owner("demo-agent").await, Ok(Some(_))) }).await;
+    let up = eventually(|| async { matches!(gateway.owner(AGENT).await, Ok(Some(_))) }).await;
     let mut requests = Vec::new();
     for i in 0..3 {
         let client = client.clone();
@@ -671,7 +686,7 @@ async fn requests_in_flight(demo: &mut Demo, seed: u64) -> Result<(), String> {
         let params = raw("{}".to_owned())?;
         tokio::spawn(async move {
             gateway
-                .invoke("demo-agent", "status", params, Duration::from_secs(20))
+                .invoke(AGENT, "status", params, Duration::from_secs(20))
                 .await
         })
     };

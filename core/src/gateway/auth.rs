@@ -1,7 +1,9 @@
 //! Who a client is: the application's peer ids and the authenticator that decides them.
 
+use std::fmt;
 use std::sync::Arc;
 
+use crate::conn::ConnId;
 use crate::event::RemoteError;
 use crate::frame::Utf8Bytes;
 
@@ -11,15 +13,32 @@ pub type PeerId = Arc<str>;
 /// What a peer answered to an invoke: its payload (raw JSON) or its error.
 pub type Answer = Result<Utf8Bytes, RemoteError>;
 
-/// What a client presented to be let in.
-#[derive(Debug, Clone, Copy)]
+/// What a client presented to be let in. Its `Debug` shows neither the token nor the
+/// payload, which carries it.
+#[derive(Clone, Copy)]
 pub struct Credentials<'a> {
+    /// The connection presenting them: under the plain profile, which has no handshake,
+    /// the only thing that tells one client from another.
+    pub conn: ConnId,
     /// The `token` field, when there is one (discord identify and resume; rpc connect
-    /// params).
+    /// params; never under plain).
     pub token: Option<&'a str>,
     /// The whole identify `d` or connect `params`, raw JSON (`null` when absent). Empty for
     /// a resume, which carries only the token.
     pub payload: &'a str,
+}
+
+impl fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("conn", &self.conn)
+            .field(
+                "token",
+                &self.token.map(|t| format!("<redacted {} bytes>", t.len())),
+            )
+            .field("payload", &format!("<{} bytes>", self.payload.len()))
+            .finish()
+    }
 }
 
 /// Why a client was not let in; its reason goes into the close frame.

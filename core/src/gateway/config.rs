@@ -12,6 +12,10 @@ pub enum ServerProfile {
     Discord,
     /// JSON rpc: an optional challenge, a `connect` request, ticks, requests both ways.
     Rpc,
+    /// A bare WebSocket: ready once upgraded, a ping every heartbeat interval, and any
+    /// frame from the client (its pongs too) shows it alive. Messages of either kind go to
+    /// the application as they are.
+    Plain,
 }
 
 /// The gateway's settings.
@@ -110,11 +114,13 @@ impl GatewayConfig {
     }
 
     /// How long a silent connection is kept: 1.5 heartbeat intervals after its last
-    /// heartbeat (discord), or [`client_silence`](GatewayConfigBuilder::client_silence)
+    /// heartbeat (discord) or frame (plain), or [`client_silence`](GatewayConfigBuilder::client_silence)
     /// after its last frame (rpc).
     pub fn liveness_bound(&self) -> Duration {
         match self.profile {
-            ServerProfile::Discord => self.heartbeat_interval.saturating_mul(3) / 2,
+            ServerProfile::Discord | ServerProfile::Plain => {
+                self.heartbeat_interval.saturating_mul(3) / 2
+            }
             ServerProfile::Rpc => self.client_silence,
         }
     }

@@ -32,6 +32,7 @@ impl Gateway {
             }
             (DiscordIn::Identify { token, d }, None) => {
                 let credentials = Credentials {
+                    conn,
                     token: token.as_deref(),
                     payload: d.get(),
                 };
@@ -49,6 +50,7 @@ impl Gateway {
                 None,
             ) => {
                 let credentials = Credentials {
+                    conn,
                     token: token.as_deref(),
                     payload: "",
                 };

@@ -159,7 +159,7 @@ pub enum GatewayEvent {
         replayed: usize,
     },
     /// A frame from a ready peer that is not the protocol's own: a discord op 3, 4 or 8, an
-    /// rpc request or event. The whole frame, raw.
+    /// rpc request or event, a plain text message. The whole frame, raw.
     Message {
         /// The peer.
         peer: PeerId,
@@ -167,6 +167,15 @@ pub enum GatewayEvent {
         conn: ConnId,
         /// The frame's text.
         text: Utf8Bytes,
+    },
+    /// A binary message from a ready peer (plain).
+    Binary {
+        /// The peer.
+        peer: PeerId,
+        /// The connection it came on.
+        conn: ConnId,
+        /// The message.
+        data: bytes::Bytes,
     },
     /// An invoke ended, exactly once (I6).
     Invoked {

@@ -14,6 +14,7 @@ mod auth;
 mod config;
 mod discord;
 mod event;
+mod plain;
 mod rpc;
 mod sessions;
 mod wire;
@@ -152,7 +153,7 @@ impl Gateway {
                 self.write(conn, wire::rpc_challenge(&n));
                 nonce = Some(n);
             }
-            ServerProfile::Rpc => {}
+            ServerProfile::Rpc | ServerProfile::Plain => {}
         }
         self.conns.insert(
             conn,
@@ -165,6 +166,9 @@ impl Gateway {
                 drop_at: None,
             },
         );
+        if self.config.profile == ServerProfile::Plain {
+            self.plain_accepted(conn, now);
+        }
         conn
     }
 
@@ -187,6 +191,11 @@ impl Gateway {
             self.handle_violation(conn, Violation::TooBig);
             return;
         }
+        if self.config.profile == ServerProfile::Plain {
+            self.plain_frame(conn, ready, frame, now);
+            self.drain_registry();
+            return;
+        }
         let text = match frame {
             Frame::Text(text) => text,
             Frame::Binary(_) => {
@@ -198,6 +207,7 @@ impl Gateway {
         match self.config.profile {
             ServerProfile::Discord => self.discord_frame(conn, ready, text, now),
             ServerProfile::Rpc => self.rpc_frame(conn, ready, text, now),
+            ServerProfile::Plain => {}
         }
         self.drain_registry();
     }
@@ -239,7 +249,11 @@ impl Gateway {
             if let Some(state) = self.conns.get_mut(&conn) {
                 state.tick = Some(next);
                 self.ticks.insert((next, conn));
-                self.write(conn, wire::rpc_tick());
+                let tick = match self.config.profile {
+                    ServerProfile::Plain => Frame::Ping(bytes::Bytes::new()),
+                    _ => wire::rpc_tick(),
+                };
+                self.write(conn, tick);
             }
         }
         while let Some(&(at, conn)) = self.drops.first() {
@@ -308,6 +322,14 @@ impl Gateway {
                     conn,
                 })
             }
+            ServerProfile::Plain => {
+                let conn = self.ready_conn(peer).ok_or(GatewayError::NotConnected)?;
+                self.write(conn, Frame::text(data.get().to_owned()));
+                Ok(Delivered {
+                    seq: 0,
+                    conn: Some(conn),
+                })
+            }
             ServerProfile::Rpc => {
                 let conn = self.ready_conn(peer).ok_or(GatewayError::NotConnected)?;
                 let seq = self.conns.get_mut(&conn).map_or(0, |state| {
@@ -334,8 +356,10 @@ impl Gateway {
         timeout: Duration,
         now: Instant,
     ) -> Result<InvokeId, GatewayError> {
-        if self.config.profile == ServerProfile::Discord {
-            return Err(GatewayError::Unsupported("discord"));
+        match self.config.profile {
+            ServerProfile::Discord => return Err(GatewayError::Unsupported("discord")),
+            ServerProfile::Plain => return Err(GatewayError::Unsupported("plain")),
+            ServerProfile::Rpc => {}
         }
         if self.ready_conn(peer).is_none() {
             return Err(GatewayError::NotConnected);
@@ -475,7 +499,10 @@ impl Gateway {
             state.drop_at = Some(at);
             self.drops.insert((at, conn));
         }
-        if self.config.profile == ServerProfile::Rpc {
+        if matches!(
+            self.config.profile,
+            ServerProfile::Rpc | ServerProfile::Plain
+        ) {
             let next = after(now, self.config.heartbeat_interval);
             state.tick = Some(next);
             self.ticks.insert((next, conn));

@@ -73,6 +73,7 @@ impl Gateway {
             );
         }
         let credentials = Credentials {
+            conn,
             token: fields.as_ref().and_then(|f| f.token.as_deref()),
             payload,
         };
