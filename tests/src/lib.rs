@@ -4,6 +4,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod adapter;
+pub mod auth;
 pub mod proxy;
 pub mod raw;
 pub mod scenarios;

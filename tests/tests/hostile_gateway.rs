@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tether_core::gateway::{
-    Credentials, GatewayConfig, GatewayEvent, PeerId, Rejection, ServerProfile,
-};
+use tether_core::gateway::{GatewayConfig, GatewayEvent, ServerProfile};
+use tether_tests::auth::token_auth;
 use tether_tests::raw::{self, RawWs, Shape};
 use tether_tokio::gateway::{GatewayHandle, GatewayOptions, serve};
 use tokio::io::AsyncWriteExt;
@@ -21,15 +20,6 @@ use tokio::sync::oneshot;
 
 const LIMIT: Duration = Duration::from_secs(10);
 const HEARTBEAT: Duration = Duration::from_millis(1000);
-
-/// Tokens are `token-<peer>`.
-fn auth(credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
-    credentials
-        .token
-        .and_then(|t| t.strip_prefix("token-"))
-        .map(PeerId::from)
-        .ok_or_else(|| Rejection::new("unknown token"))
-}
 
 /// A running gateway whose application echoes every message back as an `ECHO` dispatch,
 /// as `tether gateway` does, and keeps every event it saw, printed.
@@ -43,7 +33,7 @@ struct Served {
 async fn start(config: GatewayConfig, options: GatewayOptions) -> Served {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (handle, mut events) = serve(listener, config, auth, options).unwrap();
+    let (handle, mut events) = serve(listener, config, token_auth, options).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let messages = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (app, log, count) = (handle.clone(), seen.clone(), messages.clone());

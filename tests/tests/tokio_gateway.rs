@@ -9,11 +9,10 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
-use tether_core::gateway::{
-    CloseWhy, Credentials, GatewayConfig, GatewayEvent, PeerId, Rejection, ServerProfile,
-};
+use tether_core::gateway::{CloseWhy, GatewayConfig, GatewayEvent, ServerProfile};
 use tether_core::registry::{InvokeOutcome, Presence};
 use tether_core::{Discord, Event, Frame, Identify, Rpc, RpcMessage, Token};
+use tether_tests::auth::token_auth;
 use tether_tests::proxy::{FaultProxy, Mode};
 use tether_tests::scenarios::fast;
 use tether_tokio::gateway::{GatewayEvents, GatewayHandle, GatewayOptions, serve};
@@ -22,22 +21,13 @@ use tokio_tungstenite::tungstenite::Message;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// Tokens are `token-<peer>`.
-fn auth(credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
-    credentials
-        .token
-        .and_then(|t| t.strip_prefix("token-"))
-        .map(PeerId::from)
-        .ok_or_else(|| Rejection::new("unknown token"))
-}
-
 async fn gateway(
     config: GatewayConfig,
     options: GatewayOptions,
 ) -> (GatewayHandle, GatewayEvents, String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
-    let (handle, events) = serve(listener, config, auth, options).unwrap();
+    let (handle, events) = serve(listener, config, token_auth, options).unwrap();
     (handle, events, url)
 }
 
