@@ -73,6 +73,9 @@ pub(super) enum FromSocket {
     Ended(ConnId),
 }
 
+/// The most socket messages handled in one turn of the driver.
+const BATCH: usize = 256;
+
 /// What woke the driver.
 enum Wake {
     Call(Option<Call>),
@@ -168,8 +171,12 @@ impl Driver {
                 Wake::Call(None) => self.calls_open = false,
                 Wake::Socket(Some(message)) => {
                     self.handle(message);
-                    // Take whatever else is waiting before acting: one pass per batch.
-                    while let Ok(message) = self.sockets_rx.try_recv() {
+                    // Take more of what is waiting in one pass, but not so much that calls
+                    // and timers wait behind a flood.
+                    for _ in 1..BATCH {
+                        let Ok(message) = self.sockets_rx.try_recv() else {
+                            break;
+                        };
                         self.handle(message);
                     }
                 }
