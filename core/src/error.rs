@@ -50,6 +50,16 @@ pub enum ConfigError {
         /// The largest accepted.
         max: u64,
     },
+    /// A duration longer than the library allows.
+    #[error("{field} is {value:?}, longer than the {max:?} allowed")]
+    TooLong {
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: Duration,
+        /// The longest accepted.
+        max: Duration,
+    },
     /// Two settings that cannot hold together.
     #[error("{field}: {problem}")]
     Conflict {

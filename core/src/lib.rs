@@ -90,4 +90,4 @@ pub use protocol::plain::Plain;
 pub use protocol::rpc::{Rpc, RpcCall, RpcEvent, RpcMessage, RpcRequest};
 pub use protocol::{Liveness, Protocol, RateLimit};
 pub use stats::Stats;
-pub use timer::Timer;
+pub use timer::{MAX_DELAY, Timer};

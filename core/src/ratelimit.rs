@@ -28,7 +28,11 @@ impl RateLimiter {
 
     fn forget_before(&mut self, now: Instant) {
         let Some(limit) = self.limit else { return };
-        while self.sent.front().is_some_and(|&at| at + limit.per <= now) {
+        while self
+            .sent
+            .front()
+            .is_some_and(|&at| crate::timer::after(at, limit.per) <= now)
+        {
             self.sent.pop_front();
         }
     }
@@ -59,8 +63,8 @@ impl RateLimiter {
         let at = excess
             .checked_sub(1)
             .and_then(|i| self.sent.get(i))
-            .map(|&at| at + limit.per);
+            .map(|&at| crate::timer::after(at, limit.per));
         // A cap of zero never frees a slot; the window then only empties as it slides.
-        Some(at.unwrap_or(now + limit.per))
+        Some(at.unwrap_or_else(|| crate::timer::after(now, limit.per)))
     }
 }

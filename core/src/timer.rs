@@ -122,7 +122,30 @@ impl DeadlineTable {
     }
 }
 
-/// A deadline strictly after `now`, so handling a timeout always makes progress (I7).
+/// The longest any setting, hint or argument may defer a deadline: a week. Settings
+/// longer than this are refused when built ([`ConfigError::TooLong`](crate::ConfigError));
+/// a longer delay that reaches [`after`] some other way (a peer's hint, a call's argument)
+/// is cut to it, never added to an `Instant` as it is.
+pub const MAX_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A deadline strictly after `now`, so handling a timeout always makes progress (I7), and
+/// at most [`MAX_DELAY`] after it. The one place a delay meets an `Instant`: it cannot
+/// overflow, whatever the delay.
 pub(crate) fn after(now: Instant, delay: Duration) -> Instant {
-    now + delay.max(Duration::from_nanos(1))
+    let delay = delay.clamp(Duration::from_nanos(1), MAX_DELAY);
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(Duration::from_nanos(1)))
+        .unwrap_or(now)
+}
+
+/// Checks that each duration is at most [`MAX_DELAY`].
+pub(crate) fn check_delays(delays: &[(&'static str, Duration)]) -> Result<(), crate::ConfigError> {
+    match delays.iter().find(|(_, d)| *d > MAX_DELAY) {
+        Some(&(field, value)) => Err(crate::ConfigError::TooLong {
+            field,
+            value,
+            max: MAX_DELAY,
+        }),
+        None => Ok(()),
+    }
 }

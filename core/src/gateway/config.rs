@@ -250,18 +250,11 @@ impl GatewayConfigBuilder {
                 max: max as u64,
             });
         }
-        let day = Duration::from_secs(24 * 3600);
-        let durations = [
+        crate::timer::check_delays(&[
             ("handshake_timeout", c.handshake_timeout),
             ("resume_window", c.resume_window),
             ("client_silence", c.client_silence),
-        ];
-        if let Some((field, _)) = durations.iter().find(|(_, d)| *d > day) {
-            return Err(ConfigError::Conflict {
-                field,
-                problem: "must be at most a day",
-            });
-        }
+        ])?;
         if c.heartbeat_interval > Duration::from_millis(u64::from(u32::MAX)) {
             return Err(ConfigError::Conflict {
                 field: "heartbeat_interval",

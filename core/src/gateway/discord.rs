@@ -131,7 +131,7 @@ impl Gateway {
                 // up to 5 s as the protocol asks: its handshake time starts again after it.
                 self.stats.invalid_sessions += 1;
                 self.write(conn, wire::invalid_session(false));
-                self.restart_handshake_clock(conn, now + INVALID_SESSION_WAIT);
+                self.restart_handshake_clock(conn, crate::timer::after(now, INVALID_SESSION_WAIT));
             }
         }
     }

@@ -166,9 +166,7 @@ impl<P: Protocol> Client<P> {
         if self.requests.len() >= self.config.max_pending_requests {
             return refuse(RequestErrorKind::TooMany);
         }
-        let deadline = now
-            .checked_add(timeout)
-            .unwrap_or(now + Duration::from_secs(1 << 32));
+        let deadline = crate::timer::after(now, timeout);
         let id = self.requests.register(deadline);
         let frame = self.profile.encode_request(id, request);
         let item = Queued {

@@ -372,6 +372,7 @@ impl DiscordBuilder {
                 field: "rate_limit",
             });
         }
+        crate::timer::check_delays(&[("rate_limit", p.rate_limit.per)])?;
         if p.rate_limit.reserved >= p.rate_limit.max {
             return Err(ConfigError::Conflict {
                 field: "rate_limit",

@@ -87,6 +87,10 @@ impl PlainBuilder {
                 field: "heartbeat_interval",
             });
         }
+        crate::timer::check_delays(&[(
+            "heartbeat_interval",
+            self.profile.heartbeat_interval.unwrap_or_default(),
+        )])?;
         if !is_sendable_close_code(self.profile.reconnect_close.code) {
             return Err(ConfigError::CloseCode {
                 field: "reconnect_code",

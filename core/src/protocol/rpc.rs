@@ -341,6 +341,7 @@ impl RpcBuilder {
                 field: "ping_interval",
             });
         }
+        crate::timer::check_delays(&[("ping_interval", self.profile.ping_interval)])?;
         Ok(self.profile)
     }
 }
