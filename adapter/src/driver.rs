@@ -49,17 +49,22 @@ pub(crate) enum Call<P: Protocol> {
     },
 }
 
+/// How long a failed write waits for the reads to bring the peer's close frame.
+const CLOSE_FRAME_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// How many calls or inputs the driver takes per wake before it looks at the rest.
 const BATCH: usize = 256;
 
 /// What woke the driver.
 enum Wake<S, P: Protocol> {
     Call(Option<Call<P>>),
+    Control(Call<P>),
     /// Room was made: the application took events, or a writer wrote.
     Room,
     Read(ConnId, Read),
     Dialed(socket::Dialed<S>),
     WriteFailed(ConnId, CloseCause),
+    WriteFailedLong(ConnId, CloseCause),
     Granted(ConnId),
     Timer,
 }
@@ -94,6 +99,8 @@ pub(crate) struct Driver<R: Runtime, P: Protocol> {
     options: Options,
     tls: Option<Tls>,
     calls: mpsc::Receiver<Call<P>>,
+    /// Control calls, taken even while data calls wait for a backed-up socket.
+    control: mpsc::Receiver<Call<P>>,
     news_tx: mpsc::UnboundedSender<socket::News<R::Socket>>,
     news: mpsc::UnboundedReceiver<socket::News<R::Socket>>,
     /// The read half of every open socket: the driver reads them itself, so what a
@@ -128,7 +135,7 @@ where
         target: Target,
         options: Options,
         tls: Option<Tls>,
-        calls: mpsc::Receiver<Call<P>>,
+        (calls, control): (mpsc::Receiver<Call<P>>, mpsc::Receiver<Call<P>>),
         events: EventSender<P>,
     ) -> Self {
         let (news_tx, news) = mpsc::unbounded_channel();
@@ -140,6 +147,7 @@ where
             options,
             tls,
             calls,
+            control,
             news_tx,
             news,
             readers: Vec::new(),
@@ -161,7 +169,14 @@ where
         let mut sleep: Option<futures_util::future::BoxFuture<'static, ()>> = None;
         let mut armed: Option<Instant> = None;
         let mut handles_gone = false;
+        // A full batch was taken: more is waiting. The driver then gives its executor a
+        // turn before the next, as tokio's budget would make it: on a one-thread executor
+        // (smol's default) a flooded client must not starve every other task.
+        let mut busy = false;
         loop {
+            if std::mem::take(&mut busy) {
+                socket::yield_once().await;
+            }
             self.perform();
             if self.stopped && self.pending_events.is_empty() {
                 // Everything is handed over; the stream ends once it is taken.
@@ -178,10 +193,12 @@ where
             // heartbeat acks), nor a flood of reads the application's calls.
             let wake = tokio::select! {
                 call = self.calls.recv(), if !handles_gone && blocked.is_none() => Wake::Call(call),
+                Some(call) = self.control.recv(), if !handles_gone => Wake::Control(call),
                 () = async { if let Some(shared) = &blocked { shared.room().await } }, if blocked.is_some() => Wake::Room,
                 Some(news) = self.news.recv() => match news {
                     socket::News::Dialed(conn, opened) => Wake::Dialed((conn, *opened)),
                     socket::News::WriteFailed(conn, cause) => Wake::WriteFailed(conn, *cause),
+                    socket::News::WriteFailedLong(conn, cause) => Wake::WriteFailedLong(conn, *cause),
                     socket::News::Granted(conn) => Wake::Granted(conn),
                 },
                 // Only when the application is behind: the driver waits for it to take
@@ -199,16 +216,17 @@ where
                 Wake::Call(Some(call)) => {
                     self.call(call);
                     // Take what else is waiting in one go: one wake, many calls.
-                    for _ in 0..BATCH {
-                        if self.any_blocked() {
-                            break;
-                        }
+                    let mut taken = 1;
+                    while taken < BATCH && !self.any_blocked() {
                         match self.calls.try_recv() {
                             Ok(call) => self.call(call),
                             Err(_) => break,
                         }
+                        taken += 1;
                     }
+                    busy = taken >= BATCH;
                 }
+                Wake::Control(call) => self.call(call),
                 Wake::Call(None) => {
                     // Every handle is gone: nobody can shut down, so do it now.
                     handles_gone = true;
@@ -221,10 +239,8 @@ where
                     self.perform();
                     // Take what else the sockets already hold in one go: one wake, many
                     // frames, each routed before the next.
-                    for _ in 0..BATCH {
-                        if !self.room_for_events() {
-                            break;
-                        }
+                    let mut taken = 1;
+                    while taken < BATCH && self.room_for_events() {
                         let more = std::future::poll_fn(|cx| {
                             socket::poll_readers(&mut self.readers, &mut self.read_cursor, cx)
                         })
@@ -236,10 +252,16 @@ where
                             }
                             None => break,
                         }
+                        taken += 1;
                     }
+                    busy = taken >= BATCH;
                 }
                 Wake::Dialed((conn, opened)) => self.dialed(conn, opened),
-                Wake::WriteFailed(conn, cause) => self.end(conn, cause),
+                Wake::WriteFailed(conn, cause) => {
+                    self.write_failed(conn, cause);
+                    self.perform();
+                }
+                Wake::WriteFailedLong(conn, cause) => self.end(conn, cause),
                 Wake::Granted(conn) => {
                     self.feed(Input::StartGranted { conn }, Instant::now());
                 }
@@ -269,7 +291,15 @@ where
     /// come back in their error, fed frames in the shutdown's result.
     fn refuse_remaining_calls(&mut self) {
         self.calls.close();
+        self.control.close();
+        let mut remaining = Vec::new();
         while let Ok(call) = self.calls.try_recv() {
+            remaining.push(call);
+        }
+        while let Ok(call) = self.control.try_recv() {
+            remaining.push(call);
+        }
+        for call in remaining {
             match call {
                 Call::Send { frame, reply, .. } => {
                     let _ = reply.send(Err(SendError {
@@ -495,6 +525,40 @@ where
             .iter()
             .find(|w| w.waiting() >= self.options.socket_queue)
             .map(Writer::handoff)
+    }
+
+    /// Writing to `conn` failed. A write that races the peer's close (the peer closed with
+    /// a code and the socket went while we wrote) fails with an error of its own; the close
+    /// frame the reads bring is the truth about how the connection ended, so they are read
+    /// first: what they hold now, or within [`CLOSE_FRAME_WAIT`]. Only a socket whose reads
+    /// bring no end by then ends with the write's error.
+    fn write_failed(&mut self, conn: ConnId, cause: CloseCause) {
+        let now = Instant::now();
+        while let Some(reader) = self.readers.iter_mut().find(|r| r.conn == conn) {
+            if let Some(frame) = reader.take_peer_close() {
+                return self.end(conn, CloseCause::Frame(frame));
+            }
+            let read = std::future::poll_fn(|cx| reader.poll_read(cx)).now_or_never();
+            match read {
+                Some(Read::Frame(frame)) => self.feed(Input::Frame { conn, frame }, now),
+                Some(Read::End(real)) => return self.end(conn, real),
+                None => {
+                    if let Some(frame) = reader.take_peer_close() {
+                        return self.end(conn, CloseCause::Frame(frame));
+                    }
+                    break;
+                }
+            }
+        }
+        if !self.sockets.contains_key(&conn) {
+            return;
+        }
+        let wait = self.runtime.sleep_until(now + CLOSE_FRAME_WAIT);
+        let news = self.news_tx.clone();
+        self.runtime.spawn_detached(async move {
+            wait.await;
+            let _ = news.send(socket::News::WriteFailedLong(conn, Box::new(cause)));
+        });
     }
 
     /// Drops the transport at once and reports the end the adapter owes the machine.

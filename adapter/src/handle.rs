@@ -21,13 +21,17 @@ use crate::driver::Call;
 /// A handle to one client. Cloneable, `Send + Sync`; every clone drives the same session.
 /// When every clone is dropped the client shuts down gracefully.
 pub struct Handle<P: Protocol> {
+    /// Sends, feeds and requests: they wait while a socket's writes are backed up.
     calls: mpsc::Sender<Call<P>>,
+    /// Shutdown, reconnect, probe, state and stats: taken at once, whatever the data does.
+    control: mpsc::Sender<Call<P>>,
 }
 
 impl<P: Protocol> Clone for Handle<P> {
     fn clone(&self) -> Self {
         Self {
             calls: self.calls.clone(),
+            control: self.control.clone(),
         }
     }
 }
@@ -42,8 +46,8 @@ impl<P: Protocol> std::fmt::Debug for Handle<P> {
 const GONE: CallError = CallError::Stopped;
 
 impl<P: Protocol> Handle<P> {
-    pub(crate) fn new(calls: mpsc::Sender<Call<P>>) -> Self {
-        Self { calls }
+    pub(crate) fn new(calls: mpsc::Sender<Call<P>>, control: mpsc::Sender<Call<P>>) -> Self {
+        Self { calls, control }
     }
 
     /// Sends a text or binary frame. It is written at once when the session is ready, or
@@ -52,29 +56,25 @@ impl<P: Protocol> Handle<P> {
         self.send_with(frame, SendOptions::new()).await
     }
 
-    /// Sends with a time to live and a coalescing key.
+    /// Sends with a time to live and a coalescing key. A refused frame comes back in the
+    /// error, always the caller's own: also when the driver died with the call in hand.
     pub async fn send_with(&self, frame: Frame, options: SendOptions) -> Result<SendId, SendError> {
         let (reply, answer) = oneshot::channel();
+        // A frame's payload is shared, so keeping it costs a count, not a copy: a driver
+        // that dies with the call in hand (a panic, a runtime shutting down) cannot lose it.
+        let kept = frame.clone();
         let call = Call::Send {
             frame,
             options,
             reply,
         };
+        let stopped = |frame| SendError {
+            kind: SendErrorKind::Stopped,
+            frame,
+        };
         match self.calls.send(call).await {
-            Ok(()) => answer.await.unwrap_or(Err(SendError {
-                kind: SendErrorKind::Stopped,
-                // The driver answers every call it received, even when stopping; only a
-                // runtime shutting down (cancelling its task) drops one, frame and all.
-                frame: Frame::binary(bytes::Bytes::new()),
-            })),
-            Err(mpsc::error::SendError(Call::Send { frame, .. })) => Err(SendError {
-                kind: SendErrorKind::Stopped,
-                frame,
-            }),
-            Err(_) => Err(SendError {
-                kind: SendErrorKind::Stopped,
-                frame: Frame::binary(bytes::Bytes::new()),
-            }),
+            Ok(()) => answer.await.unwrap_or(Err(stopped(kept))),
+            Err(_) => Err(stopped(kept)),
         }
     }
 
@@ -88,10 +88,10 @@ impl<P: Protocol> Handle<P> {
 
     /// Like [`feed`](Self::feed), with a time to live and a coalescing key.
     pub async fn feed_with(&self, frame: Frame, options: SendOptions) -> Result<(), Frame> {
+        let kept = frame.clone();
         match self.calls.send(Call::Feed { frame, options }).await {
             Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(Call::Feed { frame, .. })) => Err(frame),
-            Err(_) => Err(Frame::binary(bytes::Bytes::new())),
+            Err(_) => Err(kept),
         }
     }
 
@@ -127,7 +127,7 @@ impl<P: Protocol> Handle<P> {
     /// Replaces the connection (`Fresh` forgets the session first). Requests merge.
     pub async fn reconnect(&self, mode: ReconnectMode) -> Result<(), CallError> {
         let (reply, answer) = oneshot::channel();
-        self.calls
+        self.control
             .send(Call::Reconnect { mode, reply })
             .await
             .map_err(|_| GONE)?;
@@ -137,7 +137,7 @@ impl<P: Protocol> Handle<P> {
     /// Beats now and judges the peer within one ack timeout.
     pub async fn probe(&self) -> Result<(), CallError> {
         let (reply, answer) = oneshot::channel();
-        self.calls
+        self.control
             .send(Call::Probe { reply })
             .await
             .map_err(|_| GONE)?;
@@ -148,7 +148,7 @@ impl<P: Protocol> Handle<P> {
     /// that were never sent. Calling it again (or after the stop) resolves with nothing.
     pub async fn shutdown(&self) -> Vec<(SendId, Frame)> {
         let (reply, answer) = oneshot::channel();
-        if self.calls.send(Call::Shutdown { reply }).await.is_err() {
+        if self.control.send(Call::Shutdown { reply }).await.is_err() {
             return Vec::new();
         }
         answer.await.unwrap_or_default()
@@ -166,7 +166,7 @@ impl<P: Protocol> Handle<P> {
 
     async fn snapshot(&self) -> Result<(Status, Stats), CallError> {
         let (reply, answer) = oneshot::channel();
-        self.calls
+        self.control
             .send(Call::Snapshot { reply })
             .await
             .map_err(|_| GONE)?;
@@ -214,16 +214,20 @@ pub(crate) fn events<P: Protocol>() -> (EventSender<P::Message, P::Response>, Ev
         Events {
             handoff,
             current: VecDeque::new(),
+            stopped: false,
         },
     )
 }
 
-/// The client's events, in order. Ends after [`Event::Stopped`]. A consumer that falls
+/// The client's events, in order. Ends after [`Event::Stopped`], always: a driver that
+/// died without a stop ends it with [`StopReason::DriverGone`](tether_core::StopReason). A consumer that falls
 /// behind by the configured event buffer stops the reads of its sockets: backpressure, not
 /// memory.
 pub struct Events<P: Protocol> {
     handoff: Arc<Handoff<Event<P::Message, P::Response>>>,
     current: VecDeque<Event<P::Message, P::Response>>,
+    /// `Stopped` was handed out: the end of the stream is the client's stop.
+    stopped: bool,
 }
 
 impl<P: Protocol> Events<P> {
@@ -235,11 +239,22 @@ impl<P: Protocol> Events<P> {
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event<P::Message, P::Response>>> {
         match self.handoff.poll_take(&mut self.current, cx) {
             Poll::Pending => Poll::Pending,
+            // The driver went without a stop (it panicked, or its runtime ended): the
+            // stream still ends with one, saying so.
+            Poll::Ready(false) if !self.stopped => {
+                self.stopped = true;
+                Poll::Ready(Some(Event::Stopped {
+                    reason: tether_core::StopReason::DriverGone,
+                }))
+            }
             Poll::Ready(false) => Poll::Ready(None),
             Poll::Ready(true) => {
                 let event = self.current.pop_front();
                 if event.is_some() {
                     self.handoff.took(1, self.current.is_empty());
+                }
+                if matches!(event, Some(Event::Stopped { .. })) {
+                    self.stopped = true;
                 }
                 Poll::Ready(event)
             }

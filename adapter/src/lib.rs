@@ -118,6 +118,8 @@ where
         .connect(Instant::now())
         .map_err(|e| ConnectError::InvalidRequest(e.to_string()))?;
     let (calls_tx, calls_rx) = tokio::sync::mpsc::channel(256);
+    // Control calls have a channel of their own, so they never wait behind data.
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(64);
     let (events_tx, events_rx) = handle::events::<P>();
     let driver = driver::Driver::new(
         runtime.clone(),
@@ -125,7 +127,7 @@ where
         target,
         options,
         tls,
-        calls_rx,
+        (calls_rx, control_rx),
         events_tx,
     );
     driver::spawn(
@@ -133,7 +135,7 @@ where
         driver,
         CLIENTS.fetch_add(1, Ordering::Relaxed) + 1,
     );
-    Ok((Handle::new(calls_tx), events_rx))
+    Ok((Handle::new(calls_tx, control_tx), events_rx))
 }
 
 #[cfg(feature = "rustls")]

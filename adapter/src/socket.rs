@@ -40,6 +40,9 @@ pub(crate) enum News<S> {
     Dialed(ConnId, Box<Result<S, OpenError>>),
     /// Writing to a socket failed.
     WriteFailed(ConnId, Box<CloseCause>),
+    /// Writing failed a while ago and the reads brought no close frame since: the write's
+    /// error is how the socket ended.
+    WriteFailedLong(ConnId, Box<CloseCause>),
     /// The start gate granted a session start.
     Granted(ConnId),
 }
@@ -204,7 +207,12 @@ where
         }
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Read> {
+    /// The peer's close frame, if one was read and the stream has not ended yet.
+    pub(crate) fn take_peer_close(&mut self) -> Option<CloseFrame> {
+        self.peer_close.take()
+    }
+
+    pub(crate) fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Read> {
         loop {
             let next = match self.stream.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -213,8 +221,12 @@ where
             return Poll::Ready(match next {
                 Some(Ok(message)) => match wire::read(message) {
                     wire::Read::Frame(frame) => Read::Frame(frame),
-                    wire::Read::Close(frame) => {
-                        self.peer_close = frame;
+                    // The peer's close frame ends the connection for the session at once: a
+                    // peer that holds its socket open after it cannot delay the reconnect,
+                    // and no write that fails meanwhile can hide the code.
+                    wire::Read::Close(Some(frame)) => Read::End(CloseCause::Frame(frame)),
+                    wire::Read::Close(None) => {
+                        self.peer_close = None;
                         continue;
                     }
                     wire::Read::Nothing => continue,
@@ -257,7 +269,7 @@ where
 }
 
 /// Gives the executor one turn, whatever the executor.
-async fn yield_once() {
+pub(crate) async fn yield_once() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {

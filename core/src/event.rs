@@ -182,6 +182,10 @@ pub enum StopReason {
         /// How many attempts were made.
         attempts: u32,
     },
+    /// The task driving the machine ended without a stop: code it ran panicked (a start
+    /// gate, say) or its runtime shut down. Never emitted by the machine itself: an adapter
+    /// ends the event stream with it, so the application always sees a stop and why.
+    DriverGone,
 }
 
 impl fmt::Display for StopReason {
@@ -191,6 +195,7 @@ impl fmt::Display for StopReason {
             Self::Fatal(c) => write!(f, "fatal close: {c}"),
             Self::Rejected(e) => write!(f, "rejected: {e}"),
             Self::GaveUp { attempts } => write!(f, "gave up after {attempts} attempts"),
+            Self::DriverGone => f.write_str("the driver ended without stopping"),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod adapter;
 pub mod auth;
+pub mod hostile_client;
 pub mod proxy;
 pub mod raw;
 pub mod scenarios;

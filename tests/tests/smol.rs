@@ -24,3 +24,4 @@ impl Adapter for Smol {
 }
 
 tether_tests::conformance!(Smol);
+tether_tests::hostile_client!(Smol);

@@ -23,3 +23,4 @@ impl Adapter for Tokio {
 }
 
 tether_tests::conformance!(Tokio);
+tether_tests::hostile_client!(Tokio);
