@@ -81,6 +81,11 @@ impl Heartbeat {
         self.liveness.heartbeat_interval.is_some()
     }
 
+    /// Whether a beat is out and not yet acknowledged.
+    pub(crate) fn is_awaiting_ack(&self) -> bool {
+        self.awaiting_ack
+    }
+
     /// Whether the outstanding beat was a probe the application asked for.
     pub(crate) fn is_probing(&self) -> bool {
         self.probing

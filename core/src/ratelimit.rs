@@ -46,6 +46,16 @@ impl RateLimiter {
         }
     }
 
+    /// Whether a frame of the machine's own may go out now: within the whole limit, the
+    /// reserve included.
+    pub(crate) fn allows_control(&mut self, now: Instant) -> bool {
+        self.forget_before(now);
+        match self.limit {
+            None => true,
+            Some(limit) => self.sent.len() < limit.max as usize,
+        }
+    }
+
     /// A frame went out at `now`.
     pub(crate) fn record(&mut self, now: Instant) {
         if self.limit.is_some() {

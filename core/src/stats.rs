@@ -23,6 +23,9 @@ pub struct Stats {
     pub zombies: u64,
     /// Heartbeat deadlines handled late (starved scheduler, suspended machine).
     pub late_ticks: u64,
+    /// Heartbeat requests of the peer answered by the beat already out, or held back by
+    /// the rate limit.
+    pub heartbeat_requests_coalesced: u64,
     /// Aborted sockets the adapter never reported closed, given up on.
     pub abandoned: u64,
     /// Heartbeats sent.

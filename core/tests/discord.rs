@@ -829,3 +829,150 @@ fn d18_refused_resume_then_the_socket_drops_reconnects_fresh() {
     sim.frame(3, hello(45_000));
     assert_eq!(sent(&sim.take())[0]["op"], 2);
 }
+
+#[test]
+fn k01_a_flood_of_heartbeat_requests_is_answered_by_one_beat_until_acked() {
+    let mut sim = ready_sim();
+    for _ in 0..10_000 {
+        sim.frame(1, op(1, Value::Null));
+    }
+    let beats = sent(&sim.take())
+        .into_iter()
+        .filter(|f| f["op"] == 1)
+        .count();
+    assert_eq!(
+        beats, 1,
+        "one beat answers them all until it is acknowledged"
+    );
+    assert_eq!(sim.client.stats().heartbeat_requests_coalesced, 9_999);
+    // Acknowledged: the next request is answered again.
+    sim.frame(1, op(11, Value::Null));
+    sim.frame(1, op(1, Value::Null));
+    let beats = sent(&sim.take())
+        .into_iter()
+        .filter(|f| f["op"] == 1)
+        .count();
+    assert_eq!(beats, 1);
+    // Acked at once, every time, requests still stay within the rate limit (120 per 60 s).
+    for _ in 0..1_000 {
+        sim.frame(1, op(1, Value::Null));
+        sim.frame(1, op(11, Value::Null));
+    }
+    let beats = sent(&sim.take())
+        .into_iter()
+        .filter(|f| f["op"] == 1)
+        .count();
+    assert!(beats <= 120, "{beats} beats in one window");
+}
+
+#[test]
+fn k03_an_unreadable_ready_then_a_good_one_is_ready_within_one_backoff() {
+    let mut sim = sim();
+    sim.connect().unwrap();
+    sim.opened(1);
+    sim.frame(1, hello(45_000));
+    // READY without a session id: the connection is replaced, afresh.
+    sim.frame(
+        1,
+        dispatch(
+            1,
+            "READY",
+            json!({"v": 10, "session_id": ["not", "a", "string"]}),
+        ),
+    );
+    let out = sim.take();
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, support::Out::Ev(Event::Disconnected { .. }))),
+        "{out:?}"
+    );
+    sim.closed(1, CloseCause::Dropped);
+    sim.elapse(secs(2));
+    let conn = sim.newest_conn();
+    sim.opened(conn);
+    sim.frame(conn, hello(45_000));
+    let sent_now = sent(&sim.take());
+    assert_eq!(
+        sent_now.last().map(|f| f["op"].clone()),
+        Some(json!(2)),
+        "a fresh identify"
+    );
+    // The new READY starts the count afresh: it is not taken for a stale repeat.
+    sim.frame(conn, ready_frame(1));
+    let out = sim.take();
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, support::Out::Ev(Event::Ready { .. }))),
+        "{out:?}"
+    );
+    assert_eq!(sim.client.state().phase, Phase::Ready);
+}
+
+#[test]
+fn k04_hello_intervals_are_clamped_to_the_configured_bounds() {
+    let cases: [(Value, Option<Duration>); 6] = [
+        (json!(45_000), Some(Duration::from_millis(45_000))),
+        (
+            json!(9_223_372_036_854_775_808u64),
+            Some(Duration::from_secs(600)),
+        ),
+        (json!(u64::MAX), Some(Duration::from_secs(600))),
+        (json!(41_250.5), Some(Duration::from_micros(41_250_500))),
+        (json!(1), Some(Duration::from_millis(10))),
+        (json!(0), None),
+    ];
+    for (interval, expected) in cases {
+        let mut sim = sim();
+        sim.connect().unwrap();
+        sim.opened(1);
+        sim.frame(
+            1,
+            Frame::text(json!({"op": 10, "d": {"heartbeat_interval": interval}}).to_string()),
+        );
+        let out = sim.take();
+        let identified = sent(&out).iter().any(|f| f["op"] == 2);
+        match expected {
+            Some(expected) => {
+                assert!(identified, "{interval}: {out:?}");
+                sim.frame(1, ready_frame(1));
+                sim.take();
+                // The first beat falls within one interval; the next exactly one after it.
+                sim.elapse(expected);
+                let first = sent(&sim.take()).iter().filter(|f| f["op"] == 1).count();
+                assert_eq!(first, 1, "{interval}");
+                sim.frame(1, op(11, Value::Null));
+                sim.elapse(expected);
+                let second = sent(&sim.take()).iter().filter(|f| f["op"] == 1).count();
+                assert_eq!(second, 1, "{interval}: liveness is on, at {expected:?}");
+                let clamped = expected != Duration::from_millis(45_000)
+                    && expected != Duration::from_micros(41_250_500);
+                let reported = out.iter().any(|o| {
+                    matches!(o, support::Out::Ev(Event::ProtocolError { error, .. }) if error.reason.contains("outside"))
+                });
+                assert_eq!(reported, clamped, "{interval}: {out:?}");
+            }
+            None => assert!(!identified, "{interval}: a hello that cannot work: {out:?}"),
+        }
+    }
+}
+
+#[test]
+fn k08_ready_is_only_taken_once_the_handshake_was_sent() {
+    let mut sim = sim_with(test_config().start_gate(true).build().unwrap(), discord());
+    sim.connect().unwrap();
+    sim.opened(1);
+    sim.frame(1, hello(45_000));
+    // The gate has not granted the start: identify is not out, so READY cannot be.
+    sim.frame(1, ready_frame(1));
+    let out = sim.take();
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, support::Out::Ev(Event::Ready { .. }))),
+        "{out:?}"
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, support::Out::Ev(Event::Disconnected { .. }))),
+        "the connection is replaced: {out:?}"
+    );
+}

@@ -441,7 +441,7 @@ fn byte_budgets_too_large_or_zero_fail_at_build() {
     ));
     assert!(matches!(
         builder().handshake_timeout(Duration::MAX).build(),
-        Err(ConfigError::Conflict {
+        Err(ConfigError::TooLong {
             field: "handshake_timeout",
             ..
         })

@@ -30,7 +30,10 @@ impl<P: Protocol> Client<P> {
             Inbound::Hello => self.step(Trigger::Hello, now),
             Inbound::Ready { resumed, message } => {
                 self.step(Trigger::HandshakeDone { resumed }, now);
-                if let Some(message) = message {
+                // Its message goes out only if it did make the connection ready (a READY
+                // before the handshake was sent replaces the connection instead).
+                let ready = matches!(self.state, State::Ready { conn: c, .. } if c == conn);
+                if let (true, Some(message)) = (ready, message) {
                     self.events.push_back(Event::Message { conn, message });
                 }
             }
@@ -38,8 +41,15 @@ impl<P: Protocol> Client<P> {
                 let ack = self.heartbeat.acked(now, &mut self.timers);
                 self.count_ack(ack);
             }
+            // Coalesced: the beat that is out answers every request until it is
+            // acknowledged, and requests are answered within the rate limit only, so a
+            // peer flooding requests cannot make the client write without bound.
             Inbound::HeartbeatRequest => {
-                self.beat(now, false);
+                if self.heartbeat.is_awaiting_ack() || !self.limiter.allows_control(now) {
+                    self.stats.heartbeat_requests_coalesced += 1;
+                } else {
+                    self.beat(now, false);
+                }
             }
             Inbound::Response { id, result } => self.answer(conn, id, result),
             Inbound::Reconnect => self.step(Trigger::ServerReconnect, now),

@@ -7,7 +7,7 @@ use super::state::{Pace, Plan, Stage, State, Then};
 use crate::backoff::uniform;
 use crate::command::Command;
 use crate::conn::ConnId;
-use crate::event::{Event, Reason, ReconnectMode, StopReason, Transition};
+use crate::event::{Event, ProtocolError, Reason, ReconnectMode, StopReason, Transition};
 use crate::input::{CloseCause, OpenError, OpenErrorKind};
 use crate::protocol::{CloseClass, CloseIntent, OnOpen, Protocol};
 use crate::timer::{DeadlineTable, Timer, after};
@@ -115,8 +115,15 @@ impl<P: Protocol> Client<P> {
             (V::Handshaking(conn, Stage::StartGate), T::Expired(Timer::StartGate)) => {
                 self.recycle(conn, Reason::StartTimeout, now);
             }
-            (V::Handshaking(conn, _), T::HandshakeDone { resumed }) => {
+            // Ready only once the handshake was written: a server that says so earlier
+            // (before identify, during the start gate or the wait before re-identifying)
+            // breaks the protocol, and the connection is replaced.
+            (V::Handshaking(conn, Stage::Ready { .. }), T::HandshakeDone { resumed }) => {
                 self.ready(conn, resumed, now);
+            }
+            (V::Handshaking(conn, _), T::HandshakeDone { .. }) => {
+                let error = ProtocolError::fatal("ready before the handshake was sent");
+                self.recycle(conn, Reason::ProtocolError(error), now);
             }
             // A refused resume keeps the socket: wait as the server asks, then identify
             // afresh on it (Discord's rule for resuming), rather than open another. After a
@@ -413,9 +420,16 @@ impl<P: Protocol> Client<P> {
         );
     }
 
+    /// Every handshake deadline goes with the handshake.
     fn ready(&mut self, conn: ConnId, resumed: bool, now: Instant) {
-        self.timers.stop(Timer::Hello);
-        self.timers.stop(Timer::Ready);
+        for timer in [
+            Timer::Hello,
+            Timer::StartGate,
+            Timer::Ready,
+            Timer::Reidentify,
+        ] {
+            self.timers.stop(timer);
+        }
         self.stats.ready += 1;
         if resumed {
             self.stats.resumed += 1;

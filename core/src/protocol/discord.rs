@@ -176,6 +176,7 @@ pub struct Discord {
     rate_limit: RateLimit,
     query: String,
     pending_error: Option<ProtocolError>,
+    heartbeat_bounds: (Duration, Duration),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +211,7 @@ impl Discord {
                 },
                 query: "v=10&encoding=json".to_owned(),
                 pending_error: None,
+                heartbeat_bounds: (Duration::from_millis(10), Duration::from_secs(600)),
             },
         }
     }
@@ -297,20 +299,40 @@ impl Discord {
         self.resume_failures = 0;
     }
 
+    /// The server's heartbeat interval, taken within the configured bounds: a peer cannot
+    /// turn liveness off with an interval of centuries, nor make the client beat in a loop
+    /// with one of nothing. A clamped interval is reported (a protocol error the connection
+    /// survives); one that is not a positive number is a protocol error that ends it.
     fn hello(&mut self, d: Option<&RawValue>) -> Inbound<Dispatch, Never> {
         #[derive(Deserialize)]
         struct Hello {
-            heartbeat_interval: u64,
+            heartbeat_interval: f64,
         }
-        match d.map(|d| serde_json::from_str::<Hello>(d.get())) {
-            Some(Ok(hello)) if hello.heartbeat_interval > 0 => {
-                self.interval = Some(Duration::from_millis(hello.heartbeat_interval));
-                Inbound::Hello
+        let ms = match d.map(|d| serde_json::from_str::<Hello>(d.get())) {
+            Some(Ok(hello))
+                if hello.heartbeat_interval.is_finite() && hello.heartbeat_interval > 0.0 =>
+            {
+                hello.heartbeat_interval
             }
-            _ => Inbound::Error(ProtocolError::fatal(
-                "hello without a positive heartbeat_interval",
-            )),
+            _ => {
+                return Inbound::Error(ProtocolError::fatal(
+                    "hello without a positive heartbeat_interval",
+                ));
+            }
+        };
+        let (min, max) = self.heartbeat_bounds;
+        let asked = Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX);
+        let interval = asked.clamp(min, max);
+        if interval != asked {
+            self.pending_error = Some(ProtocolError::new(format!(
+                "hello's heartbeat_interval {ms} ms is outside {}..={} ms: {} ms is used",
+                min.as_millis(),
+                max.as_millis(),
+                interval.as_millis()
+            )));
         }
+        self.interval = Some(interval);
+        Inbound::Hello
     }
 
     fn invalid_session(d: Option<&RawValue>) -> Inbound<Dispatch, Never> {
@@ -359,9 +381,29 @@ impl DiscordBuilder {
         self
     }
 
+    /// The heartbeat intervals accepted from the server's hello (10 ms to 10 min by
+    /// default); one outside is clamped to them and reported.
+    pub fn heartbeat_bounds(mut self, min: Duration, max: Duration) -> Self {
+        self.profile.heartbeat_bounds = (min, max);
+        self
+    }
+
     /// Checks the settings.
     pub fn build(self) -> Result<Discord, ConfigError> {
         let p = &self.profile;
+        let (min, max) = p.heartbeat_bounds;
+        if min.is_zero() {
+            return Err(ConfigError::Zero {
+                field: "heartbeat_bounds",
+            });
+        }
+        if max < min {
+            return Err(ConfigError::Conflict {
+                field: "heartbeat_bounds",
+                problem: "the longest interval must not be below the shortest",
+            });
+        }
+        crate::timer::check_delays(&[("heartbeat_bounds", max)])?;
         if p.max_resume_failures == 0 {
             return Err(ConfigError::Zero {
                 field: "max_resume_failures",
@@ -436,7 +478,13 @@ impl Protocol for Discord {
                 self.resuming = true;
                 Some(self.resume_frame(session))
             }
-            None => Some(self.identify.frame()),
+            // A fresh session numbers its dispatches from the start: whatever an earlier,
+            // unfinished one saw (a READY that could not be read) must not make the new
+            // READY look stale.
+            None => {
+                self.seq = Sequence::default();
+                Some(self.identify.frame())
+            }
         }
     }
 
