@@ -101,20 +101,27 @@ pub fn open_failed(error: &tungstenite::Error) -> OpenError {
     match error {
         E::Http(response) => {
             let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let header = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v: &http::HeaderValue| v.to_str().ok())
+            };
+            let retry_after = header(http::header::RETRY_AFTER)
+                .and_then(|v| retry_after(v, std::time::SystemTime::now()));
+            let reason = response.status().canonical_reason().unwrap_or_default();
+            // A redirect is reported with where it points: tether never follows one on
+            // its own (it could lead from wss to ws), and 3xx stop by default.
+            let detail = match header(http::header::LOCATION) {
+                Some(location) if response.status().is_redirection() => {
+                    format!("{reason}: redirected to {location}")
+                }
+                _ => reason.to_owned(),
+            };
             OpenError {
                 kind: OpenErrorKind::Http { status },
                 retry_after,
-                detail: response
-                    .status()
-                    .canonical_reason()
-                    .unwrap_or_default()
-                    .to_owned(),
+                detail,
             }
         }
         E::Tls(e) => OpenError::new(OpenErrorKind::Tls, e.to_string()),
@@ -123,6 +130,18 @@ pub fn open_failed(error: &tungstenite::Error) -> OpenError {
         E::Url(e) => OpenError::new(OpenErrorKind::Protocol, e.to_string()),
         other => OpenError::new(OpenErrorKind::Protocol, other.to_string()),
     }
+}
+
+/// A `Retry-After` value in either of its forms (RFC 9110 section 10.2.3): a number of
+/// seconds, or an HTTP date, taken as the time from `now` until then (zero if it has
+/// passed).
+pub(crate) fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// rustls reports handshake failures (an unknown issuer, say) as I/O errors wrapping its
@@ -137,4 +156,27 @@ fn is_tls(error: &std::io::Error) -> bool {
 #[cfg(not(feature = "rustls"))]
 fn is_tls(_error: &std::io::Error) -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn k05_retry_after_in_seconds_and_as_an_http_date() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777 - 90);
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        let later = now + Duration::from_secs(1000);
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:37 GMT", later),
+            Some(Duration::ZERO),
+            "a date passed means now"
+        );
+        assert_eq!(retry_after("soon", SystemTime::now()), None);
+    }
 }

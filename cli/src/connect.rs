@@ -117,14 +117,27 @@ impl ConnectArgs {
             .as_str()
             .into_client_request()
             .map_err(|e| usage(format!("{}: {e}", self.url)))?;
+        // A header's value is often a secret (`Authorization: Bearer ...`): errors name the
+        // header and never echo the value.
         for header in &self.headers {
-            let (name, value) = header
-                .split_once(':')
-                .ok_or_else(|| usage(format!("--header {header:?}: expected `Name: value`")))?;
-            let name = HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|e| usage(format!("--header {header:?}: {e}")))?;
-            let value = HeaderValue::from_str(value.trim())
-                .map_err(|e| usage(format!("--header {header:?}: {e}")))?;
+            let (name, value) = header.split_once(':').ok_or_else(|| {
+                usage(format!(
+                    "--header: expected `Name: value`, got {} bytes with no colon",
+                    header.len()
+                ))
+            })?;
+            let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| {
+                usage(format!(
+                    "--header: the name {:?} is invalid: {e}",
+                    name.trim()
+                ))
+            })?;
+            let value = HeaderValue::from_str(value.trim()).map_err(|_| {
+                usage(format!(
+                    "--header {}: the value is not a valid header value",
+                    name.as_str()
+                ))
+            })?;
             request.headers_mut().append(name, value);
         }
         Ok(request)
@@ -239,6 +252,8 @@ where
     let mut input_open = true;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    // The signal future is polled once more after it resolved otherwise.
+    let mut interrupted = false;
     loop {
         tokio::select! {
             event = events.next() => {
@@ -250,6 +265,9 @@ where
                     }
                 }
                 if let Event::Stopped { reason } = event {
+                    if reason != StopReason::Shutdown {
+                        eprintln!("tether connect: stopped: {reason}");
+                    }
                     return Ok(matches!(reason, StopReason::Shutdown));
                 }
             }
@@ -280,7 +298,10 @@ where
                     start_shutdown(&handle);
                 }
             },
-            _ = &mut ctrl_c => start_shutdown(&handle),
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                start_shutdown(&handle);
+            }
         }
     }
 }

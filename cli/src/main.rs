@@ -151,7 +151,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli.command))
+    let code = runtime.block_on(run(cli.command));
+    // Not waiting for blocking tasks: one may be reading a stdin that never ends, and the
+    // command is done.
+    runtime.shutdown_background();
+    code
 }
 
 async fn run(command: Commands) -> ExitCode {

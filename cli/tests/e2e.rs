@@ -250,3 +250,106 @@ fn an_unreachable_url_shows_the_reconnect_attempts_and_their_delays() {
     let out = client.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+/// Waits up to `limit` for `child` to exit; its status, or `None` if it still runs.
+fn exits_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn k10_ctrl_c_shuts_tether_connect_down_gracefully() {
+    let (_gw, _gw_lines, url) = gateway("127.0.0.1:0");
+    let mut client = tether()
+        .args([
+            "connect",
+            &url,
+            "--profile",
+            "discord",
+            "--token-env",
+            "K10_TOKEN",
+        ])
+        .arg("--json")
+        .env("K10_TOKEN", "k10-bot")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = Lines::of(client.stdout.take().unwrap());
+    // Input stays open: only the signal ends the session.
+    let _stdin = client.stdin.take().unwrap();
+    lines.until("ready", is("ready"));
+    let status = Command::new("kill")
+        .args(["-INT", &client.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    lines.until("stopped", is("stopped"));
+    let exit = exits_within(&mut client, Duration::from_secs(5));
+    let _ = client.kill();
+    assert_eq!(
+        exit.map(|s| s.code()),
+        Some(Some(0)),
+        "a graceful exit, not a crash"
+    );
+}
+
+#[test]
+fn k10_a_fatal_close_ends_tether_connect_non_zero_with_the_reason() {
+    // A gateway that refuses the token: 4004 after identify.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    runtime.spawn(async move {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        while let Ok((tcp, _)) = listener.accept().await {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                continue;
+            };
+            let hello = r#"{"op":10,"d":{"heartbeat_interval":45000}}"#;
+            let _ = ws.send(Message::text(hello)).await;
+            let _ = ws.next().await;
+            let close = CloseFrame {
+                code: 4004.into(),
+                reason: "authentication failed".into(),
+            };
+            let _ = ws.send(Message::Close(Some(close))).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let mut client = tether()
+        .args([
+            "connect",
+            &url,
+            "--profile",
+            "discord",
+            "--token-env",
+            "K10_TOKEN",
+        ])
+        .env("K10_TOKEN", "k10-secret-token")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _stdin = client.stdin.take().unwrap();
+    let mut stderr = client.stderr.take().unwrap();
+    let exit = exits_within(&mut client, Duration::from_secs(10));
+    let _ = client.kill();
+    let mut said = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
+    assert_eq!(exit.map(|s| s.code()), Some(Some(1)), "{said}");
+    assert!(said.contains("4004"), "the reason is said: {said}");
+    assert!(!said.contains("k10-secret-token"), "{said}");
+}

@@ -73,8 +73,8 @@ impl Config {
 /// Defaults: connect 10 s, hello 10 s, ready 15 s, drain 5 s, abort grace 1 s; backoff from
 /// 1 s doubling to 60 s with full jitter and no attempt limit, reset after 30 s of stable
 /// ready; first retry after a ready connection drops within a 1 s window; retry hints
-/// honoured up to 5 min; HTTP 401 and 403 stop; heartbeat ack timeout equal to the
-/// interval; late tick threshold 1 s; queue of 1024 frames and 1 MiB, refusing overflow;
+/// honoured up to 5 min; HTTP 401, 403 and redirects (301, 302, 303, 307, 308) stop;
+/// heartbeat ack timeout equal to the interval; late tick threshold 1 s; queue of 1024 frames and 1 MiB, refusing overflow;
 /// no start gate (10 min to grant when enabled); 1024 pending requests, which wait for ready.
 #[derive(Debug, Clone)]
 pub struct ConfigBuilder {
@@ -98,7 +98,7 @@ impl Default for ConfigBuilder {
                 stable_after: Duration::from_secs(30),
                 first_retry_window: Duration::from_secs(1),
                 retry_after_max: Duration::from_secs(300),
-                stop_on_status: vec![401, 403],
+                stop_on_status: vec![301, 302, 303, 307, 308, 401, 403],
                 heartbeat_ack_timeout: None,
                 late_tick: Duration::from_secs(1),
                 queue_max_frames: 1024,

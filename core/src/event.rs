@@ -175,7 +175,8 @@ pub enum StopReason {
     Shutdown,
     /// The server closed with a code the profile classifies as fatal: retrying cannot help.
     Fatal(CloseCause),
-    /// The upgrade was refused with a status configured as final (401 and 403 by default).
+    /// The upgrade was refused with a status configured as final (401, 403 and redirects by
+    /// default; a redirect names its location in the error).
     Rejected(OpenError),
     /// `max_attempts` consecutive attempts failed.
     GaveUp {
