@@ -251,6 +251,22 @@ fn an_unreachable_url_shows_the_reconnect_attempts_and_their_delays() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
 
+/// `tether connect URL` as a discord client with `token`.
+fn discord_client(url: &str, token: &str) -> Command {
+    let mut command = tether();
+    command
+        .args([
+            "connect",
+            url,
+            "--profile",
+            "discord",
+            "--token-env",
+            "K10_TOKEN",
+        ])
+        .env("K10_TOKEN", token);
+    command
+}
+
 /// Waits up to `limit` for `child` to exit; its status, or `None` if it still runs.
 fn exits_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let until = std::time::Instant::now() + limit;
@@ -266,17 +282,8 @@ fn exits_within(child: &mut Child, limit: Duration) -> Option<std::process::Exit
 #[test]
 fn k10_ctrl_c_shuts_tether_connect_down_gracefully() {
     let (_gw, _gw_lines, url) = gateway("127.0.0.1:0");
-    let mut client = tether()
-        .args([
-            "connect",
-            &url,
-            "--profile",
-            "discord",
-            "--token-env",
-            "K10_TOKEN",
-        ])
+    let mut client = discord_client(&url, "k10-bot")
         .arg("--json")
-        .env("K10_TOKEN", "k10-bot")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -328,16 +335,7 @@ fn k10_a_fatal_close_ends_tether_connect_non_zero_with_the_reason() {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
-    let mut client = tether()
-        .args([
-            "connect",
-            &url,
-            "--profile",
-            "discord",
-            "--token-env",
-            "K10_TOKEN",
-        ])
-        .env("K10_TOKEN", "k10-secret-token")
+    let mut client = discord_client(&url, "k10-secret-token")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
