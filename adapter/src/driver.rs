@@ -485,10 +485,16 @@ where
     }
 
     fn open(&mut self, conn: ConnId, endpoint: &tether_core::Endpoint) {
-        let request = self
-            .target
-            .request(endpoint)
-            .map_err(|e| crate::wire::open_failed(&e));
+        let request = self.target.request(endpoint).map_err(|e| {
+            let mut error = crate::wire::open_failed(&e);
+            // Only a URL the profile took from the peer can fail here (the application's
+            // was checked at connect): the peer's mistake must not stop the client, so it
+            // counts as a protocol failure, after which the profile goes back to its own.
+            if error.kind == OpenErrorKind::InvalidUrl {
+                error.kind = OpenErrorKind::Protocol;
+            }
+            error
+        });
         let dial = socket::dial(
             self.runtime.clone(),
             conn,

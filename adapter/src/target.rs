@@ -15,9 +15,12 @@ pub(crate) struct Target {
 
 impl Target {
     pub(crate) fn new(request: impl IntoClientRequest) -> Result<Self, ConnectError> {
-        let request = request
-            .into_client_request()
-            .map_err(|e| ConnectError::InvalidRequest(e.to_string()))?;
+        let request = request.into_client_request().map_err(|e| {
+            // The http crate's word for a URL with no scheme is "invalid format".
+            ConnectError::InvalidRequest(format!(
+                "{e} (a URL of the form ws://host/path or wss://host/path is expected)"
+            ))
+        })?;
         check(&request)?;
         Ok(Self { request })
     }

@@ -125,10 +125,26 @@ pub fn open_failed(error: &tungstenite::Error) -> OpenError {
             }
         }
         E::Tls(e) => OpenError::new(OpenErrorKind::Tls, e.to_string()),
-        E::Io(e) if is_tls(e) => OpenError::new(OpenErrorKind::Tls, e.to_string()),
-        E::Io(e) => OpenError::new(OpenErrorKind::Io, e.to_string()),
-        E::Url(e) => OpenError::new(OpenErrorKind::Protocol, e.to_string()),
+        E::Io(e) => OpenError::new(io_kind(e), e.to_string()),
+        E::Url(e) => OpenError::new(OpenErrorKind::InvalidUrl, e.to_string()),
         other => OpenError::new(OpenErrorKind::Protocol, other.to_string()),
+    }
+}
+
+/// What an I/O error on the way to a socket was: a refused connection, a name that did not
+/// resolve, a certificate not accepted, a TLS handshake that failed (a plain server behind
+/// a `wss://` URL ends it at once), or something else.
+fn io_kind(error: &std::io::Error) -> OpenErrorKind {
+    if let Some(kind) = tls_kind(error) {
+        return kind;
+    }
+    let text = error.to_string();
+    match error.kind() {
+        std::io::ErrorKind::ConnectionRefused => OpenErrorKind::Refused,
+        // std and tokio report a failed lookup in these words on every platform.
+        _ if text.contains("failed to lookup address") => OpenErrorKind::Dns,
+        _ if text.contains("tls handshake") => OpenErrorKind::Tls,
+        _ => OpenErrorKind::Io,
     }
 }
 
@@ -145,23 +161,60 @@ pub(crate) fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Dur
 }
 
 /// rustls reports handshake failures (an unknown issuer, say) as I/O errors wrapping its
-/// own error.
+/// own error: a certificate not accepted, or another handshake failure.
 #[cfg(feature = "rustls")]
-fn is_tls(error: &std::io::Error) -> bool {
-    error
-        .get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+fn tls_kind(error: &std::io::Error) -> Option<OpenErrorKind> {
+    let tls = error.get_ref()?.downcast_ref::<rustls::Error>()?;
+    Some(match tls {
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+            OpenErrorKind::Certificate
+        }
+        _ => OpenErrorKind::Tls,
+    })
 }
 
 #[cfg(not(feature = "rustls"))]
-fn is_tls(_error: &std::io::Error) -> bool {
-    false
+fn tls_kind(_error: &std::io::Error) -> Option<OpenErrorKind> {
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::{SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn open_failures_are_told_apart_by_kind() {
+        use std::io::{Error, ErrorKind};
+        let kind = |e: Error| open_failed(&tungstenite::Error::Io(e)).kind;
+        assert_eq!(
+            kind(Error::from(ErrorKind::ConnectionRefused)),
+            OpenErrorKind::Refused
+        );
+        assert_eq!(
+            kind(Error::other(
+                "failed to lookup address information: Name or service not known"
+            )),
+            OpenErrorKind::Dns
+        );
+        assert_eq!(
+            kind(Error::new(ErrorKind::UnexpectedEof, "tls handshake eof")),
+            OpenErrorKind::Tls
+        );
+        assert_eq!(kind(Error::from(ErrorKind::TimedOut)), OpenErrorKind::Io);
+        #[cfg(feature = "rustls")]
+        {
+            let bad = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+            assert_eq!(kind(Error::other(bad)), OpenErrorKind::Certificate);
+            let other = rustls::Error::HandshakeNotComplete;
+            assert_eq!(kind(Error::other(other)), OpenErrorKind::Tls);
+        }
+        let url = tungstenite::Error::Url(tungstenite::error::UrlError::NoHostName);
+        assert_eq!(open_failed(&url).kind, OpenErrorKind::InvalidUrl);
+        assert!(OpenErrorKind::InvalidUrl.is_permanent());
+        assert!(OpenErrorKind::Certificate.is_permanent());
+        assert!(!OpenErrorKind::Refused.is_permanent());
+    }
 
     #[test]
     fn k05_retry_after_in_seconds_and_as_an_http_date() {

@@ -34,6 +34,7 @@ pub struct Config {
     pub(crate) first_retry_window: Duration,
     pub(crate) retry_after_max: Duration,
     pub(crate) stop_on_status: Vec<u16>,
+    pub(crate) retry_permanent_failures: bool,
     pub(crate) heartbeat_ack_timeout: Option<Duration>,
     pub(crate) late_tick: Duration,
     pub(crate) queue_max_frames: usize,
@@ -73,7 +74,8 @@ impl Config {
 /// Defaults: connect 10 s, hello 10 s, ready 15 s, drain 5 s, abort grace 1 s; backoff from
 /// 1 s doubling to 60 s with full jitter and no attempt limit, reset after 30 s of stable
 /// ready; first retry after a ready connection drops within a 1 s window; retry hints
-/// honoured up to 5 min; HTTP 401, 403 and redirects (301, 302, 303, 307, 308) stop;
+/// honoured up to 5 min; HTTP 401, 403 and redirects (301, 302, 303, 307, 308) stop, and so
+/// do open failures that cannot heal (a certificate not accepted, an invalid URL);
 /// heartbeat ack timeout equal to the interval; late tick threshold 1 s; queue of 1024 frames and 1 MiB, refusing overflow;
 /// no start gate (10 min to grant when enabled); 1024 pending requests, which wait for ready.
 #[derive(Debug, Clone)]
@@ -99,6 +101,7 @@ impl Default for ConfigBuilder {
                 first_retry_window: Duration::from_secs(1),
                 retry_after_max: Duration::from_secs(300),
                 stop_on_status: vec![301, 302, 303, 307, 308, 401, 403],
+                retry_permanent_failures: false,
                 heartbeat_ack_timeout: None,
                 late_tick: Duration::from_secs(1),
                 queue_max_frames: 1024,
@@ -163,6 +166,10 @@ impl ConfigBuilder {
         retry_after_max: Duration;
         /// HTTP statuses on the upgrade that stop the client instead of retrying.
         stop_on_status: Vec<u16>;
+        /// Retry open failures that cannot heal (a certificate not accepted, a URL that
+        /// cannot be connected to: [`is_permanent`](crate::OpenErrorKind::is_permanent))
+        /// instead of stopping with them.
+        retry_permanent_failures: bool;
         /// How long a heartbeat may go unacknowledged (`None`: one interval). Never more
         /// than the interval.
         heartbeat_ack_timeout: Option<Duration>;

@@ -101,13 +101,22 @@ impl fmt::Display for OpenError {
     }
 }
 
-/// The kinds of open failure the machine tells apart.
+/// The kinds of open failure the machine tells apart. Those that will not heal by
+/// retrying ([`is_permanent`](Self::is_permanent)) stop the client by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpenErrorKind {
-    /// TCP connect or name resolution failed.
+    /// The host name did not resolve.
+    Dns,
+    /// Nothing listens there: the connection was refused.
+    Refused,
+    /// Another TCP or socket failure (unreachable, reset, timed out...).
     Io,
-    /// The TLS handshake failed.
+    /// The TLS handshake failed (a server that does not speak TLS, say).
     Tls,
+    /// The server's certificate was not accepted (unknown issuer, expired, wrong name).
+    Certificate,
+    /// The URL cannot be connected to (no scheme, no host, an unsupported scheme).
+    InvalidUrl,
     /// The server answered the upgrade with an HTTP status instead of 101.
     Http {
         /// The status code.
@@ -119,11 +128,23 @@ pub enum OpenErrorKind {
     Aborted,
 }
 
+impl OpenErrorKind {
+    /// Whether retrying cannot help: a certificate that was not accepted, a URL that cannot
+    /// be connected to. (HTTP statuses are judged by `stop_on_status`.)
+    pub fn is_permanent(self) -> bool {
+        matches!(self, Self::Certificate | Self::InvalidUrl)
+    }
+}
+
 impl fmt::Display for OpenErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Dns => f.write_str("host name did not resolve"),
+            Self::Refused => f.write_str("connection refused"),
             Self::Io => f.write_str("connect failed"),
             Self::Tls => f.write_str("tls handshake failed"),
+            Self::Certificate => f.write_str("server certificate not accepted"),
+            Self::InvalidUrl => f.write_str("invalid url"),
             Self::Http { status } => write!(f, "upgrade refused with http {status}"),
             Self::Protocol => f.write_str("invalid websocket upgrade"),
             Self::Aborted => f.write_str("aborted"),

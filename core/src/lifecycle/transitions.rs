@@ -560,11 +560,12 @@ impl<P: Protocol> Client<P> {
         self.profile.on_open_failed();
         self.timers.stop_connection();
         let reason = Reason::OpenFailed(error.clone());
-        if let OpenErrorKind::Http { status } = error.kind {
-            if self.config.stop_on_status.contains(&status) {
-                self.stop(StopReason::Rejected(error), reason);
-                return;
-            }
+        let final_status = matches!(error.kind, OpenErrorKind::Http { status }
+            if self.config.stop_on_status.contains(&status));
+        let permanent = error.kind.is_permanent() && !self.config.retry_permanent_failures;
+        if final_status || permanent {
+            self.stop(StopReason::Rejected(error), reason);
+            return;
         }
         let plan = Plan {
             pace: Pace::Backoff,
