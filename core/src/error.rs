@@ -123,6 +123,8 @@ pub enum SendErrorKind {
     /// Only data frames (text, binary) are application sends; control frames belong to
     /// the machine.
     NotData,
+    /// The time to live is longer than [`MAX_DELAY`](crate::MAX_DELAY).
+    TtlTooLong,
 }
 
 impl fmt::Display for SendErrorKind {
@@ -132,6 +134,7 @@ impl fmt::Display for SendErrorKind {
             Self::QueueFull => "the outbound queue is full",
             Self::TooLarge => "the frame exceeds the outbound queue's byte bound",
             Self::NotData => "only text and binary frames can be sent",
+            Self::TtlTooLong => "the time to live is longer than a week",
         })
     }
 }
@@ -159,6 +162,8 @@ pub enum RequestErrorKind {
     QueueFull,
     /// The request alone is larger than the queue's byte bound.
     TooLarge,
+    /// The timeout is longer than [`MAX_DELAY`](crate::MAX_DELAY).
+    TimeoutTooLong,
 }
 
 impl fmt::Display for RequestErrorKind {
@@ -169,6 +174,7 @@ impl fmt::Display for RequestErrorKind {
             Self::TooMany => "too many requests pending",
             Self::QueueFull => "the outbound queue is full",
             Self::TooLarge => "the request exceeds the outbound queue's byte bound",
+            Self::TimeoutTooLong => "the timeout is longer than a week",
         })
     }
 }

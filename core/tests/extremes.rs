@@ -97,6 +97,52 @@ fn k07_durations_past_the_bound_are_refused_by_name() {
     ));
 }
 
+#[test]
+fn k07_call_arguments_past_the_bound_are_refused_typed() {
+    use tether_core::gateway::{Credentials, Gateway, GatewayError, PeerId, Rejection};
+    use tether_core::{Client, Rpc, RpcRequest, SendErrorKind, SendOptions};
+    let now = support::epoch();
+    let mut client = Client::new(
+        support::test_config().build().unwrap(),
+        Plain::builder().heartbeat_interval(None).build().unwrap(),
+    );
+    client.connect(now).unwrap();
+    let frame = Frame::text("x");
+    let refused = client
+        .send_with(frame.clone(), SendOptions::new().ttl(Duration::MAX), now)
+        .unwrap_err();
+    assert_eq!(refused.kind, SendErrorKind::TtlTooLong);
+    assert_eq!(refused.frame, frame, "the frame comes back");
+    assert!(
+        client
+            .send_with(frame, SendOptions::new().ttl(MAX_DELAY), now)
+            .is_ok()
+    );
+
+    let mut rpc = Client::new(
+        support::test_config().build().unwrap(),
+        Rpc::builder(serde_json::Map::new()).build().unwrap(),
+    );
+    rpc.connect(now).unwrap();
+    let request = || RpcRequest::new("status", serde_json::Value::Null);
+    let refused = rpc.request(request(), Duration::MAX, now).unwrap_err();
+    assert_eq!(refused.kind, tether_core::RequestErrorKind::TimeoutTooLong);
+    assert!(rpc.request(request(), MAX_DELAY, now).is_ok());
+
+    let auth = |c: &Credentials<'_>| {
+        c.token
+            .map(PeerId::from)
+            .ok_or_else(|| Rejection::new("no token"))
+    };
+    let config = GatewayConfig::builder(ServerProfile::Rpc).build().unwrap();
+    let mut gateway = Gateway::new(config, auth, 1);
+    let params = serde_json::value::RawValue::from_string("null".to_owned()).unwrap();
+    assert_eq!(
+        gateway.invoke("peer", "status", &params, Duration::MAX, now),
+        Err(GatewayError::TimeoutTooLong)
+    );
+}
+
 fn duration() -> impl Strategy<Value = Duration> {
     prop_oneof![
         Just(Duration::from_nanos(1)),

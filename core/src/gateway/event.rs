@@ -216,6 +216,9 @@ pub enum GatewayError {
     /// The profile has no such thing (invokes under discord).
     #[error("the {0} profile does not support this")]
     Unsupported(&'static str),
+    /// The timeout is longer than [`MAX_DELAY`](crate::MAX_DELAY).
+    #[error("the timeout is longer than a week")]
+    TimeoutTooLong,
 }
 
 /// Where a dispatch went.

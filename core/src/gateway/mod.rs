@@ -361,6 +361,9 @@ impl Gateway {
             ServerProfile::Plain => return Err(GatewayError::Unsupported("plain")),
             ServerProfile::Rpc => {}
         }
+        if timeout > crate::timer::MAX_DELAY {
+            return Err(GatewayError::TimeoutTooLong);
+        }
         if self.ready_conn(peer).is_none() {
             return Err(GatewayError::NotConnected);
         }

@@ -110,13 +110,16 @@ impl<P: Protocol> Client<P> {
         if !frame.is_data() {
             return refuse(SendErrorKind::NotData, frame);
         }
+        if options.ttl.is_some_and(|ttl| ttl > crate::timer::MAX_DELAY) {
+            return refuse(SendErrorKind::TtlTooLong, frame);
+        }
         self.next_send += 1;
         let id = SendId(self.next_send);
         let item = Queued {
             item: Item::Send(id),
             frame,
             // A time to live too long to represent never runs out.
-            expires_at: options.ttl.and_then(|ttl| now.checked_add(ttl)),
+            expires_at: options.ttl.map(|ttl| crate::timer::after(now, ttl)),
             key: options.key,
         };
         match self.enqueue(item, now) {
@@ -159,6 +162,9 @@ impl<P: Protocol> Client<P> {
         let refuse = |kind| Err(RequestError { kind, frame: None });
         if self.refuse_if_stopped().is_err() {
             return refuse(RequestErrorKind::Stopped);
+        }
+        if timeout > crate::timer::MAX_DELAY {
+            return refuse(RequestErrorKind::TimeoutTooLong);
         }
         if !self.config.requests_wait_for_ready && !matches!(self.state, State::Ready { .. }) {
             return refuse(RequestErrorKind::NotReady);
