@@ -212,6 +212,24 @@ fn bad_arguments_exit_2_with_a_message() {
 }
 
 #[test]
+fn k10_a_bad_header_is_refused_without_echoing_its_value() {
+    for header in [
+        "Authorization Bearer k10-sekrit-no-colon",
+        "Authorization: Bearer k10-sekrit\u{7f}",
+    ] {
+        let out = tether()
+            .args(["connect", "ws://127.0.0.1:1/", "--header", header])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--header"), "{stderr}");
+        assert!(!stderr.contains("k10-sekrit"), "the value leaked: {stderr}");
+    }
+}
+
+#[test]
 fn an_unreachable_url_shows_the_reconnect_attempts_and_their_delays() {
     let mut client = tether()
         .args([
