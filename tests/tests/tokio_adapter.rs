@@ -224,12 +224,13 @@ async fn wss_to_a_self_signed_loopback_server() {
     );
     client.shutdown().await;
 
-    // With the default roots, the self-signed certificate is refused: a TLS failure.
+    // With the default roots, the self-signed certificate is not accepted: that cannot heal
+    // by retrying, so the client stops, typed.
     let (client, mut events) =
         tether_tokio::connect(url.as_str(), fast().build().unwrap(), plain()).unwrap();
-    let event = next_matching(&mut events, |e| matches!(e, Event::Reconnecting { .. })).await;
+    let event = next_matching(&mut events, |e| matches!(e, Event::Stopped { .. })).await;
     assert!(
-        matches!(&event, Event::Reconnecting { reason: Reason::OpenFailed(e), .. } if e.kind == OpenErrorKind::Tls),
+        matches!(&event, Event::Stopped { reason: StopReason::Rejected(e) } if e.kind == OpenErrorKind::Certificate),
         "{event:?}"
     );
     client.shutdown().await;
