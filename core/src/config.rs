@@ -225,18 +225,11 @@ impl ConfigBuilder {
                 c.heartbeat_ack_timeout.unwrap_or_default(),
             ),
         ])?;
-        let counts = [
+        ConfigError::check_at_most(&[
             ("queue_max_frames", c.queue_max_frames, 1 << 24),
             ("queue_max_bytes", c.queue_max_bytes, 1 << 32),
             ("max_pending_requests", c.max_pending_requests, 1 << 24),
-        ];
-        if let Some(&(field, value, max)) = counts.iter().find(|(_, v, max)| v > max) {
-            return Err(ConfigError::TooLarge {
-                field,
-                value: value as u64,
-                max: max as u64,
-            });
-        }
+        ])?;
         if c.heartbeat_ack_timeout.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::Zero {
                 field: "heartbeat_ack_timeout",

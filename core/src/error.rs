@@ -80,6 +80,20 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// The first of `counts` (field, value, largest allowed) over its bound, as an error.
+    pub(crate) fn check_at_most(counts: &[(&'static str, usize, usize)]) -> Result<(), Self> {
+        match counts.iter().find(|(_, value, max)| value > max) {
+            Some(&(field, value, max)) => Err(Self::TooLarge {
+                field,
+                value: value as u64,
+                max: max as u64,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A user call the machine refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {

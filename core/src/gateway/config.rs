@@ -227,7 +227,7 @@ impl GatewayConfigBuilder {
         if let Some((field, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
             return Err(ConfigError::Zero { field });
         }
-        let too_large = [
+        ConfigError::check_at_most(&[
             ("max_message", c.max_message, MAX_MESSAGE_LIMIT),
             (
                 "max_message_before_ready",
@@ -242,14 +242,7 @@ impl GatewayConfigBuilder {
                 MAX_REPLAY_BUDGET,
             ),
             ("max_invokes", c.max_invokes, 1 << 24),
-        ];
-        if let Some(&(field, value, max)) = too_large.iter().find(|(_, v, max)| v > max) {
-            return Err(ConfigError::TooLarge {
-                field,
-                value: value as u64,
-                max: max as u64,
-            });
-        }
+        ])?;
         crate::timer::check_delays(&[
             ("handshake_timeout", c.handshake_timeout),
             ("resume_window", c.resume_window),
