@@ -1,7 +1,9 @@
-//! A gateway that lets in whoever presents a token and asks each peer that connects for its
-//! status. `cargo run -p tether-tokio --example gateway`, then connect a client, for
-//! example `tether connect ws://127.0.0.1:9000/ --profile rpc --identify id.json` with
-//! `{"token":"agent-1"}` in id.json.
+//! An OpenClaw-speaking gateway that lets in whoever presents a token and invokes
+//! `status` on each node that connects. `cargo run -p tether-tokio --example gateway`,
+//! then connect a node, for example
+//! `AGENT=agent-1 tether connect ws://127.0.0.1:9000/ --profile openclaw --role node
+//! --token-env AGENT --command status`, and answer the invoke it prints with a line such
+//! as `{"id":"1","ok":true,"payload":{"up":true}}`.
 
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use tether_tokio::gateway::{GatewayOptions, serve};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:9000").await?;
-    let config = GatewayConfig::builder(ServerProfile::Rpc)
+    let config = GatewayConfig::builder(ServerProfile::OpenClaw)
         .heartbeat_interval(Duration::from_secs(5)) // ticks
         .build()?;
     // Who a client is: here, its token; refuse what you do not know.

@@ -34,6 +34,11 @@ pub(crate) enum Call<P: Protocol> {
         timeout: std::time::Duration,
         reply: oneshot::Sender<Result<oneshot::Receiver<Outcome<P::Response>>, RequestError>>,
     },
+    Answer {
+        id: tether_core::CallId,
+        answer: P::Answer,
+        reply: oneshot::Sender<Result<(), tether_core::AnswerError>>,
+    },
     Reconnect {
         mode: tether_core::ReconnectMode,
         reply: oneshot::Sender<Result<(), CallError>>,
@@ -323,6 +328,9 @@ where
                 Call::Reconnect { reply, .. } | Call::Probe { reply } => {
                     let _ = reply.send(Err(CallError::Stopped));
                 }
+                Call::Answer { reply, .. } => {
+                    let _ = reply.send(Err(tether_core::AnswerError::Stopped));
+                }
                 Call::Shutdown { reply } => self.shutdown_waiters.push(reply),
                 Call::Snapshot { reply } => {
                     let _ = reply.send((self.client.state(), self.client.stats()));
@@ -344,6 +352,9 @@ where
             }
             Call::Feed { frame, options } => {
                 self.client.send_or_return(frame, options, now);
+            }
+            Call::Answer { id, answer, reply } => {
+                let _ = reply.send(self.client.answer(id, answer, now));
             }
             Call::Request {
                 request,

@@ -124,6 +124,26 @@ impl<P: Protocol> Handle<P> {
         Ok(outcome.await.unwrap_or(Outcome::Stopped))
     }
 
+    /// Answers the peer's call `id` ([`Event::Call`]) on the connection it came on. An
+    /// answer for a connection that has ended is refused ([`AnswerError::Stale`]) and
+    /// written nowhere.
+    ///
+    /// [`AnswerError::Stale`]: tether_core::AnswerError::Stale
+    pub async fn answer(
+        &self,
+        id: tether_core::CallId,
+        answer: P::Answer,
+    ) -> Result<(), tether_core::AnswerError> {
+        let (reply, verdict) = oneshot::channel();
+        let call = Call::Answer { id, answer, reply };
+        if self.calls.send(call).await.is_err() {
+            return Err(tether_core::AnswerError::Stopped);
+        }
+        verdict
+            .await
+            .unwrap_or(Err(tether_core::AnswerError::Stopped))
+    }
+
     /// Replaces the connection (`Fresh` forgets the session first). Requests merge.
     pub async fn reconnect(&self, mode: ReconnectMode) -> Result<(), CallError> {
         let (reply, answer) = oneshot::channel();

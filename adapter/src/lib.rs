@@ -71,10 +71,13 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 
 /// A profile an adapter can drive: it and everything it produces move between tasks.
 /// Every `Protocol` whose types are `Send` is one.
-pub trait Profile: Protocol<Message: Send, Request: Send, Response: Send> + Send + 'static {}
+pub trait Profile:
+    Protocol<Message: Send, Request: Send, Response: Send, Answer: Send> + Send + 'static
+{
+}
 
 impl<P> Profile for P where
-    P: Protocol<Message: Send, Request: Send, Response: Send> + Send + 'static
+    P: Protocol<Message: Send, Request: Send, Response: Send, Answer: Send> + Send + 'static
 {
 }
 

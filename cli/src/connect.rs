@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tether_core::{
-    Config, Discord, Event, Frame, Identify, Plain, Rpc, RpcRequest, StopReason, Token,
-};
+use tether_core::{Config, Discord, Event, Frame, Identify, Plain, StopReason, Token};
 use tether_tokio::{Events, Handle, IntoClientRequest, Profile};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
@@ -22,12 +20,27 @@ pub struct ConnectArgs {
     /// The session protocol.
     #[arg(long, value_enum, default_value = "plain")]
     pub profile: ClientKind,
-    /// A JSON file: the identify payload (discord) or the connect params (rpc).
+    /// A JSON file: the identify payload (discord).
     #[arg(long)]
     pub identify: Option<std::path::PathBuf>,
-    /// Take the token from this environment variable (it overrides the file's).
+    /// Take the token from this environment variable (discord: it overrides the file's;
+    /// openclaw: the gateway's shared token, `auth.token`).
     #[arg(long)]
     pub token_env: Option<String>,
+    /// openclaw: the role to connect as.
+    #[arg(long, value_enum, default_value = "operator")]
+    pub role: crate::openclaw::RoleArg,
+    /// openclaw: the device file (identity and device token), created on first use.
+    /// Without one, a new identity is made for this run only.
+    #[arg(long)]
+    pub device: Option<std::path::PathBuf>,
+    /// openclaw node: a command the node offers. Repeatable.
+    #[arg(long = "command")]
+    pub commands: Vec<String>,
+    /// openclaw: a scope to ask for (default for operators: operator.read and
+    /// operator.write). Repeatable.
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
     /// An extra header on every upgrade request, `Name: value`. Repeatable.
     #[arg(long = "header")]
     pub headers: Vec<String>,
@@ -52,8 +65,8 @@ pub enum ClientKind {
     Plain,
     /// Discord gateway v10.
     Discord,
-    /// JSON rpc.
-    Rpc,
+    /// OpenClaw's gateway protocol, as operator or node.
+    Openclaw,
 }
 
 /// Why `tether connect` did not run; `usage` errors exit 2.
@@ -65,7 +78,7 @@ pub struct ConnectFailure {
     pub usage: bool,
 }
 
-fn usage(message: impl Into<String>) -> ConnectFailure {
+pub(crate) fn usage(message: impl Into<String>) -> ConnectFailure {
     ConnectFailure {
         message: message.into(),
         usage: true,
@@ -157,10 +170,7 @@ pub async fn run(args: ConnectArgs) -> Result<bool, ConnectFailure> {
                 .build()
                 .map_err(|e| usage(e.to_string()))?;
             let (handle, events) = start(request, config, profile)?;
-            session(handle, events, args.json, |line| {
-                Some(Input::Send(Frame::text(line)))
-            })
-            .await
+            session(handle, events, args.json, |line| Some(Frame::text(line))).await
         }
         ClientKind::Discord => {
             let mut fields = args.credentials()?;
@@ -185,27 +195,11 @@ pub async fn run(args: ConnectArgs) -> Result<bool, ConnectFailure> {
                 .map_err(|e| usage(e.to_string()))?;
             let (handle, events) = start(request, config, profile)?;
             session(handle, events, args.json, |line| {
-                json_line(&line).map(|_| Input::Send(Frame::text(line)))
+                json_line(&line).map(|_| Frame::text(line))
             })
             .await
         }
-        ClientKind::Rpc => {
-            let profile = Rpc::builder(args.credentials()?)
-                .build()
-                .map_err(|e| usage(e.to_string()))?;
-            let (handle, events) = start(request, config, profile)?;
-            session(handle, events, args.json, |line| {
-                let value = json_line(&line)?;
-                match value.get("method").and_then(Value::as_str) {
-                    Some(method) => Some(Input::Request(RpcRequest::new(
-                        method.to_owned(),
-                        value.get("params").cloned().unwrap_or(Value::Null),
-                    ))),
-                    None => Some(Input::Send(Frame::text(line))),
-                }
-            })
-            .await
-        }
+        ClientKind::Openclaw => crate::openclaw::run(&args, request, config).await,
     }
 }
 
@@ -228,12 +222,6 @@ fn json_line(line: &str) -> Option<Value> {
     }
 }
 
-/// What a stdin line becomes.
-enum Input<Q> {
-    Send(Frame),
-    Request(Q),
-}
-
 async fn session<P, F>(
     handle: Handle<P>,
     mut events: Events<P>,
@@ -244,8 +232,7 @@ where
     P: Profile,
     P::Message: Shown + Send + 'static,
     P::Response: std::fmt::Debug + Send + 'static,
-    P::Request: Send + 'static,
-    F: Fn(String) -> Option<Input<P::Request>>,
+    F: Fn(String) -> Option<Frame>,
 {
     let timeline = Timeline::new(false);
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
@@ -259,11 +246,6 @@ where
             event = events.next() => {
                 let Some(event) = event else { return Ok(false) };
                 show(&timeline, json, &event);
-                if let Event::Message { message, .. } = &event {
-                    if let Some(answer) = message.answer() {
-                        let _ = handle.send(answer).await;
-                    }
-                }
                 if let Event::Stopped { reason } = event {
                     if reason != StopReason::Shutdown {
                         eprintln!("tether connect: stopped: {reason}");
@@ -273,25 +255,13 @@ where
             }
             line = stdin.next_line(), if input_open => match line {
                 Ok(Some(line)) if line.trim().is_empty() => {}
-                Ok(Some(line)) => match read(line) {
-                    Some(Input::Send(frame)) => {
+                Ok(Some(line)) => {
+                    if let Some(frame) = read(line) {
                         if let Err(e) = handle.send(frame).await {
                             eprintln!("not sent: {e}");
                         }
                     }
-                    Some(Input::Request(request)) => {
-                        let handle = handle.clone();
-                        tokio::spawn(async move {
-                            let outcome = handle.request(request, Duration::from_secs(30)).await;
-                            if json {
-                                println!("{}", serde_json::json!({"event": "response", "outcome": format!("{outcome:?}")}));
-                            } else {
-                                println!("{outcome:?}");
-                            }
-                        });
-                    }
-                    None => {}
-                },
+                }
                 // End of input: leave gracefully; the Stopped event ends the loop.
                 Ok(None) | Err(_) => {
                     input_open = false;

@@ -2,7 +2,7 @@
 //! faults on demand. Anyone may connect: the peer is named by a fingerprint of the token
 //! presented (never the token itself), `anonymous` without one, and each plain socket by
 //! its connection. Whatever a ready peer sends is echoed back: a discord frame's `d` as an
-//! `ECHO` dispatch, an rpc request's params as its result, an rpc event as an event, a
+//! `ECHO` dispatch, an OpenClaw request's params as its result, an OpenClaw event as an event, a
 //! plain message as itself.
 
 use std::time::Duration;
@@ -25,7 +25,7 @@ pub struct GatewayArgs {
     /// The server side to speak.
     #[arg(long, value_enum, default_value = "discord")]
     pub profile: ServerKind,
-    /// Heartbeat interval announced in hello (discord) or tick interval (rpc), ms.
+    /// Heartbeat interval announced in hello (discord) or tick interval (openclaw), ms.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_ms: u64,
     /// How long a session stays resumable after its socket ends, seconds.
@@ -53,8 +53,8 @@ pub struct GatewayArgs {
 pub enum ServerKind {
     /// Discord gateway v10.
     Discord,
-    /// JSON rpc.
-    Rpc,
+    /// OpenClaw's gateway protocol.
+    Openclaw,
     /// A bare WebSocket: an echo server for plain clients.
     Plain,
 }
@@ -89,7 +89,7 @@ impl GatewayArgs {
     pub fn config(&self) -> Result<GatewayConfig, String> {
         let profile = match self.profile {
             ServerKind::Discord => ServerProfile::Discord,
-            ServerKind::Rpc => ServerProfile::Rpc,
+            ServerKind::Openclaw => ServerProfile::OpenClaw,
             ServerKind::Plain => ServerProfile::Plain,
         };
         GatewayConfig::builder(profile)
@@ -216,11 +216,11 @@ async fn echo(gateway: &GatewayHandle, profile: ServerKind, event: GatewayEvent)
                 let _ = gateway.dispatch(&peer, "ECHO", data).await;
             }
         }
-        ServerKind::Rpc if frame["type"] == "req" => {
+        ServerKind::Openclaw if frame["type"] == "req" => {
             let reply = serde_json::json!({"type": "res", "id": frame["id"], "ok": true, "payload": frame["params"]});
             let _ = gateway.send(&peer, Frame::text(reply.to_string())).await;
         }
-        ServerKind::Rpc | ServerKind::Plain => {
+        ServerKind::Openclaw | ServerKind::Plain => {
             let name = frame["event"].as_str().unwrap_or("echo").to_owned();
             if let Ok(data) = RawValue::from_string(frame["payload"].to_string()) {
                 let _ = gateway.dispatch(&peer, &name, data).await;

@@ -12,6 +12,7 @@ mod connect;
 mod demo;
 mod gateway;
 mod logs;
+mod openclaw;
 mod report;
 
 use std::process::ExitCode;

@@ -5,9 +5,8 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use tether_core::{
-    CloseCause, ConnId, Dispatch, Event, Frame, Phase, Reason, RpcMessage, Utf8Bytes,
-};
+use tether_core::protocol::openclaw::OpenClawMessage;
+use tether_core::{CloseCause, ConnId, Dispatch, Event, Frame, Phase, Reason, Utf8Bytes};
 
 /// A message type the command can show.
 pub trait Shown {
@@ -15,10 +14,6 @@ pub trait Shown {
     fn json(&self, conn: ConnId) -> Value;
     /// The message as text for stdout.
     fn text(&self) -> String;
-    /// The frame that answers it, when the peer waits for an answer.
-    fn answer(&self) -> Option<Frame> {
-        None
-    }
 }
 
 /// Raw JSON kept as JSON when it parses, as a string when it does not.
@@ -54,33 +49,47 @@ impl Shown for Dispatch {
     }
 }
 
-impl Shown for RpcMessage {
+impl Shown for OpenClawMessage {
     fn json(&self, conn: ConnId) -> Value {
         match self {
-            RpcMessage::Event(e) => {
-                json!({"event": "rpc_event", "conn": conn.get(), "name": e.name.as_str(), "seq": e.seq, "payload": raw_json(&e.payload)})
+            OpenClawMessage::Hello(hello) => {
+                // The device token stays out: output is for logs and scripts.
+                json!({"event": "hello", "conn": conn.get(), "protocol": hello.protocol, "server": hello.server_version, "role": hello.role, "scopes": hello.scopes, "methods": hello.methods.len(), "tick_interval_ms": hello.policy.tick_interval.as_millis() as u64, "max_payload": hello.policy.max_payload, "device_token_issued": hello.device_token.is_some()})
             }
-            RpcMessage::Call(c) => {
-                json!({"event": "call", "conn": conn.get(), "id": raw_json(&c.id), "method": c.method.as_str(), "params": raw_json(&c.params)})
+            OpenClawMessage::Event(e) => {
+                json!({"event": "openclaw_event", "conn": conn.get(), "name": e.name.as_str(), "seq": e.seq, "payload": raw_json(&e.payload)})
+            }
+            OpenClawMessage::Invoke(invoke) => {
+                json!({"event": "invoke", "conn": conn.get(), "id": invoke.id, "nodeId": invoke.node_id, "command": invoke.command, "params": invoke.params_json.as_deref().map(|p| serde_json::from_str::<Value>(p).unwrap_or_else(|_| Value::from(p))), "timeout_ms": invoke.timeout.as_millis() as u64})
+            }
+            OpenClawMessage::PairingRequired(p) => {
+                json!({"event": "pairing_required", "conn": conn.get(), "request_id": p.request_id, "reason": p.reason, "code": p.error.code, "message": p.error.message})
             }
         }
     }
 
     fn text(&self) -> String {
         match self {
-            RpcMessage::Event(e) => format!("{} {}", e.name, e.payload),
-            RpcMessage::Call(c) => format!("call {} {}", c.method, c.params),
-        }
-    }
-
-    /// An interactive client runs no methods: it says so at once, so the server's invoke
-    /// ends now instead of at its timeout.
-    fn answer(&self) -> Option<Frame> {
-        match self {
-            RpcMessage::Call(c) => {
-                Some(c.reply_error("NOT_IMPLEMENTED", "tether connect answers no calls"))
-            }
-            RpcMessage::Event(_) => None,
+            OpenClawMessage::Hello(hello) => format!(
+                "hello-ok: protocol {}, server {}, role {}, {} methods, tick {} ms",
+                hello.protocol,
+                hello.server_version,
+                hello.role,
+                hello.methods.len(),
+                hello.policy.tick_interval.as_millis()
+            ),
+            OpenClawMessage::Event(e) => format!("{} {}", e.name, e.payload),
+            OpenClawMessage::Invoke(i) => format!(
+                "invoke {} {} {}",
+                i.id,
+                i.command,
+                i.params_json.as_deref().unwrap_or("null")
+            ),
+            OpenClawMessage::PairingRequired(p) => format!(
+                "pairing required ({}): approve request {}",
+                p.error,
+                p.request_id.as_deref().unwrap_or("?")
+            ),
         }
     }
 }
@@ -111,6 +120,13 @@ pub fn event_json<M: Shown, R: std::fmt::Debug>(event: &Event<M, R>) -> Option<V
             json!({"event": "ready", "conn": conn.get(), "resumed": resumed})
         }
         Event::Message { conn, message } => message.json(*conn),
+        Event::Call { id, message } => {
+            let mut line = message.json(id.conn());
+            if let Value::Object(fields) = &mut line {
+                fields.insert("call".into(), Value::from(id.get()));
+            }
+            line
+        }
         Event::Disconnected { conn, reason } => {
             json!({"event": "disconnected", "conn": conn.get(), "code": close_code(reason), "reason": reason.to_string()})
         }
@@ -215,7 +231,7 @@ pub fn event_line<M, R: std::fmt::Debug>(event: &Event<M, R>) -> Option<(Tone, S
             conn,
             resumed: false,
         } => (Tone::Good, format!("{conn} ready (new session)")),
-        Event::Message { .. } => return None,
+        Event::Message { .. } | Event::Call { .. } => return None,
         Event::Disconnected { conn, reason } => {
             (Tone::Trouble, format!("{conn} disconnected: {reason}"))
         }
@@ -249,28 +265,28 @@ pub fn event_line<M, R: std::fmt::Debug>(event: &Event<M, R>) -> Option<(Tone, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tether_core::RpcCall;
+    use tether_core::protocol::openclaw::{NodeInvoke, OpenClawEvent};
 
     #[test]
-    fn calls_are_answered_and_events_are_not() {
-        let call = RpcMessage::Call(RpcCall {
-            id: Utf8Bytes::from("7".to_owned()),
-            method: Utf8Bytes::from("status".to_owned()),
-            params: Utf8Bytes::from("{}".to_owned()),
+    fn openclaw_messages_show_as_json_lines() {
+        let invoke = OpenClawMessage::Invoke(NodeInvoke {
+            id: "inv-1".into(),
+            node_id: "node-a".into(),
+            command: "tether.echo".into(),
+            params_json: Some("{\"x\":1}".into()),
+            timeout: std::time::Duration::from_secs(5),
+            idempotency_key: None,
         });
-        let Some(Frame::Text(answer)) = call.answer() else {
-            panic!("a call is answered");
-        };
-        let answer: serde_json::Value = serde_json::from_str(answer.as_str()).unwrap_or_default();
-        assert_eq!(answer["id"], 7);
-        assert_eq!(answer["ok"], false);
-        assert_eq!(answer["error"]["code"], "NOT_IMPLEMENTED");
-        let event = RpcMessage::Event(tether_core::RpcEvent {
+        let line = invoke.json(ConnId::new(3));
+        assert_eq!(line["event"], "invoke");
+        assert_eq!(line["id"], "inv-1");
+        assert_eq!(line["params"]["x"], 1);
+        assert_eq!(line["timeout_ms"], 5000);
+        let event = OpenClawMessage::Event(OpenClawEvent {
             name: Utf8Bytes::from("tick".to_owned()),
-            payload: Utf8Bytes::from("null".to_owned()),
-            seq: None,
+            payload: Utf8Bytes::from("{\"ts\":1}".to_owned()),
+            seq: Some(4),
         });
-        assert!(event.answer().is_none());
-        assert!(Frame::text("x").answer().is_none());
+        assert_eq!(event.json(ConnId::new(3))["seq"], 4);
     }
 }

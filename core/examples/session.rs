@@ -100,6 +100,7 @@ impl Driver {
             }
             Event::ProtocolError { conn, error } => format!("protocol error on {conn}: {error}"),
             Event::Response { id, outcome } => format!("{id}: {outcome:?}"),
+            Event::Call { id, message } => format!("{id}: {message:?}"),
             Event::Stopped { reason } => format!("stopped: {reason}"),
         };
         println!("{:>7} ms  {line}", self.ms());

@@ -139,6 +139,9 @@ pub enum SendErrorKind {
     NotData,
     /// The time to live is longer than [`MAX_DELAY`](crate::MAX_DELAY).
     TtlTooLong,
+    /// The frame is larger than the peer said it accepts (OpenClaw's `maxPayload`): written,
+    /// it would only get the connection closed.
+    OverPeerLimit,
 }
 
 impl fmt::Display for SendErrorKind {
@@ -149,6 +152,7 @@ impl fmt::Display for SendErrorKind {
             Self::TooLarge => "the frame exceeds the outbound queue's byte bound",
             Self::NotData => "only text and binary frames can be sent",
             Self::TtlTooLong => "the time to live is longer than a week",
+            Self::OverPeerLimit => "the frame is larger than the peer accepts",
         })
     }
 }
@@ -178,6 +182,8 @@ pub enum RequestErrorKind {
     TooLarge,
     /// The timeout is longer than [`MAX_DELAY`](crate::MAX_DELAY).
     TimeoutTooLong,
+    /// The request is larger than the peer said it accepts (OpenClaw's `maxPayload`).
+    OverPeerLimit,
 }
 
 impl fmt::Display for RequestErrorKind {
@@ -189,6 +195,29 @@ impl fmt::Display for RequestErrorKind {
             Self::QueueFull => "the outbound queue is full",
             Self::TooLarge => "the request exceeds the outbound queue's byte bound",
             Self::TimeoutTooLong => "the timeout is longer than a week",
+            Self::OverPeerLimit => "the request is larger than the peer accepts",
         })
     }
+}
+
+/// Why an answer to a peer's call was not written. The answer is not sent anywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum AnswerError {
+    /// The client was shut down or stopped.
+    #[error("the client is stopped or shutting down")]
+    Stopped,
+    /// The call came on a connection that has ended: its peer no longer waits for the
+    /// answer, and the current connection never asked.
+    #[error("the call came on a connection that has ended")]
+    Stale,
+    /// The call was answered already, or went unanswered past its deadline and the machine
+    /// answered it.
+    #[error("the call was answered already or expired")]
+    NotPending,
+    /// The answer is larger than the peer accepts.
+    #[error("the answer is larger than the peer accepts")]
+    OverPeerLimit,
+    /// The profile has no calls to answer.
+    #[error("the profile has no calls to answer")]
+    Unsupported,
 }

@@ -112,6 +112,8 @@ pub enum Reason {
     BackoffElapsed,
     /// Every attempt allowed by `max_attempts` failed.
     GaveUp,
+    /// The peer refused the handshake with this error.
+    Refused(RemoteError),
 }
 
 impl fmt::Display for Reason {
@@ -146,6 +148,7 @@ impl fmt::Display for Reason {
             Self::Abandoned => f.write_str("aborted socket abandoned"),
             Self::BackoffElapsed => f.write_str("backoff elapsed"),
             Self::GaveUp => f.write_str("gave up: max attempts reached"),
+            Self::Refused(e) => write!(f, "handshake refused: {e}"),
         }
     }
 }
@@ -178,6 +181,9 @@ pub enum StopReason {
     /// The upgrade was refused with a status configured as final (401, 403 and redirects by
     /// default; a redirect names its location in the error).
     Rejected(OpenError),
+    /// The peer refused the handshake in a way retrying cannot mend (credentials it does
+    /// not accept, a protocol it does not speak).
+    Refused(RemoteError),
     /// `max_attempts` consecutive attempts failed.
     GaveUp {
         /// How many attempts were made.
@@ -195,6 +201,7 @@ impl fmt::Display for StopReason {
             Self::Shutdown => f.write_str("shutdown"),
             Self::Fatal(c) => write!(f, "fatal close: {c}"),
             Self::Rejected(e) => write!(f, "rejected: {e}"),
+            Self::Refused(e) => write!(f, "handshake refused: {e}"),
             Self::GaveUp { attempts } => write!(f, "gave up after {attempts} attempts"),
             Self::DriverGone => f.write_str("the driver ended without stopping"),
         }
@@ -298,6 +305,14 @@ pub struct RemoteError {
     pub message: String,
 }
 
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
 /// How a request ended. Every request has exactly one outcome (I6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome<R> {
@@ -379,6 +394,15 @@ pub enum Event<M, R = std::convert::Infallible> {
         conn: ConnId,
         /// What was wrong.
         error: ProtocolError,
+    },
+    /// The peer asks the application something (an invoke of a node): answer it with
+    /// [`Client::answer`](crate::Client::answer) on the connection it came on, before the
+    /// peer's timeout, or the machine answers that it went unanswered.
+    Call {
+        /// The id to answer with; it names the connection the call came on.
+        id: crate::peer_calls::CallId,
+        /// The call.
+        message: M,
     },
     /// A request ended.
     Response {

@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::invariants::{Call, ClientChecker};
 use crate::protocol::Protocol;
+use crate::protocol::openclaw::{DeviceIdentity, OpenClaw, OpenClawRequest, Role};
 use crate::registry::{Accepted, Presence, Registry, RegistryEvent};
 use crate::{
     Client, CloseCause, CloseFrame, Config, ConnId, Discord, Frame, Identify, Input, OpenError,
-    OpenErrorKind, Plain, ReconnectMode, Rpc, RpcRequest, Token,
+    OpenErrorKind, Plain, ReconnectMode, Token,
 };
 
 /// Which generation an input names, relative to the newest the machine issued.
@@ -43,7 +44,7 @@ pub enum Step {
     Shutdown,
     /// A send of this many bytes, with a time to live in ms if given.
     Send(u8, Option<u16>),
-    /// A request (rpc only) with a timeout in ms.
+    /// A request (OpenClaw only) with a timeout in ms.
     Request(u16),
     /// `probe()`.
     Probe,
@@ -83,8 +84,8 @@ pub enum ProfileKind {
     Plain,
     /// Discord gateway.
     Discord,
-    /// JSON rpc.
-    Rpc,
+    /// OpenClaw, as a node (so the gateway's invokes are exercised too).
+    OpenClaw,
 }
 
 fn config(seed: u64, gate: bool) -> Config {
@@ -158,10 +159,18 @@ pub fn run_scenario(kind: ProfileKind, scenario: &Scenario, epoch: Instant) {
                 Driver::new(config, profile, None, epoch).run(&scenario.steps);
             }
         }
-        ProfileKind::Rpc => {
-            if let Ok(profile) = Rpc::builder(serde_json::Map::new()).build() {
-                let make: fn(u16) -> RpcRequest =
-                    |n| RpcRequest::new("m", serde_json::Value::from(n));
+        ProfileKind::OpenClaw => {
+            let identity = DeviceIdentity::from_seed([7; 32]);
+            let profile = identity.and_then(|identity| {
+                OpenClaw::builder(Role::Node, identity)
+                    .token(Token::new("t"))
+                    .commands(["echo"])
+                    .build()
+                    .ok()
+            });
+            if let Some(profile) = profile {
+                let make: fn(u16) -> OpenClawRequest =
+                    |n| OpenClawRequest::new("m", serde_json::Value::from(n));
                 Driver::new(config, profile, Some(make), epoch).run(&scenario.steps);
             }
         }
@@ -358,7 +367,7 @@ impl<P: Protocol> Driver<P> {
     }
 }
 
-/// Targets `discord_frames` and `rpc_frames`: the bytes, as text and binary frames, into a
+/// Targets `discord_frames` and `openclaw_frames`: the bytes, as text and binary frames, into a
 /// ready machine. Nothing panics; every frame that is not even JSON is counted once.
 pub fn frames(kind: ProfileKind, data: &[u8], epoch: Instant) {
     let frames: Vec<Frame> = data
@@ -380,10 +389,18 @@ pub fn frames(kind: ProfileKind, data: &[u8], epoch: Instant) {
                 r#"{"op":0,"s":1,"t":"READY","d":{"session_id":"s"}}"#.into(),
             ));
         }
-        ProfileKind::Rpc => steps.push(Step::Text(
-            Target::Current,
-            r#"{"type":"res","id":"connect","ok":true}"#.into(),
-        )),
+        ProfileKind::OpenClaw => {
+            steps.push(Step::Text(
+                Target::Current,
+                r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}}"#
+                    .into(),
+            ));
+            steps.push(Step::Text(
+                Target::Current,
+                r#"{"type":"res","id":"connect","ok":true,"payload":{"type":"hello-ok","protocol":4,"server":{"version":"f"},"features":{"methods":[],"events":[]},"snapshot":{},"auth":{"role":"node","scopes":[]},"policy":{"maxPayload":4096,"maxBufferedBytes":8192,"tickIntervalMs":1000}}}"#
+                    .into(),
+            ));
+        }
         ProfileKind::Plain => {}
     }
     for frame in frames {

@@ -7,8 +7,9 @@
 //! - I1 at most one socket carries application traffic; at most one more is closing.
 //! - I2 `Send` goes only to the newest socket, after it opened and before it was left.
 //! - I3 no `Open` after `shutdown`; nothing at all after the `Stopped` event.
-//! - I4 every message surfaced came from the socket of the input being handled, and that
-//!   socket was the current one.
+//! - I4 every message (and call) surfaced came from the socket of the input being handled,
+//!   and that socket was the current one when the input arrived (a frame that makes the
+//!   machine leave its socket, a refused handshake, may still tell what it said).
 //! - I5 `ConnId`s in `Open` strictly increase.
 //! - I6 every request made completes exactly once, and all have completed by `Stopped`.
 //! - I7 after `handle_timeout(t)`, `poll_timeout()` is later than `t` (or nothing waits).
@@ -63,6 +64,8 @@ pub struct ClientChecker {
     carrying: BTreeSet<ConnId>,
     closing: BTreeSet<ConnId>,
     input_conn: Option<ConnId>,
+    /// The input's socket, if it was the current one when the input arrived.
+    input_current: Option<ConnId>,
     requests_open: BTreeSet<RequestId>,
     requests_done: BTreeSet<RequestId>,
 }
@@ -90,6 +93,7 @@ impl ClientChecker {
             carrying: BTreeSet::new(),
             closing: BTreeSet::new(),
             input_conn: None,
+            input_current: None,
             requests_open: BTreeSet::new(),
             requests_done: BTreeSet::new(),
         }
@@ -99,6 +103,10 @@ impl ClientChecker {
     pub fn input(&mut self, input: &Input) {
         let conn = input.conn();
         self.input_conn = Some(conn);
+        self.input_current = (self.newest_open == Some(conn)
+            && self.opened.contains(&conn)
+            && !self.left.contains(&conn))
+        .then_some(conn);
         match input {
             // Only an answer to an `Open` that is still pending counts as an open socket.
             Input::Opened { .. }
@@ -129,6 +137,7 @@ impl ClientChecker {
     /// Records a user call (or a timeout) about to be made.
     pub fn call(&mut self, call: Call) {
         self.input_conn = None;
+        self.input_current = None;
         if call == Call::Shutdown {
             self.shutdown_called = true;
         }
@@ -234,21 +243,23 @@ impl ClientChecker {
                 self.requests_open.remove(id);
                 self.requests_done.insert(*id);
             }
-            Event::Message { conn, .. } => {
-                let current = self.newest_open == Some(*conn)
-                    && self.opened.contains(conn)
-                    && !self.left.contains(conn);
-                if self.input_conn != Some(*conn) || !current {
-                    return violation(
-                        "I4",
-                        format!(
-                            "message on {conn} while handling input of {:?}, current {:?}",
-                            self.input_conn, self.newest_open
-                        ),
-                    );
-                }
-            }
+            Event::Message { conn, .. } => return self.surfaced(*conn),
+            Event::Call { id, .. } => return self.surfaced(id.conn()),
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// I4: what surfaces came from the input being handled, whose socket was current.
+    fn surfaced(&self, conn: ConnId) -> Result<(), Violation> {
+        if self.input_conn != Some(conn) || self.input_current != Some(conn) {
+            return violation(
+                "I4",
+                format!(
+                    "message on {conn} while handling input of {:?}, current {:?}",
+                    self.input_conn, self.newest_open
+                ),
+            );
         }
         Ok(())
     }

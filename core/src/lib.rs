@@ -60,6 +60,7 @@ mod heartbeat;
 mod input;
 mod lifecycle;
 mod outbound;
+mod peer_calls;
 mod ratelimit;
 pub mod registry;
 mod requests;
@@ -77,7 +78,9 @@ pub mod fuzzing;
 pub use command::{Command, Endpoint};
 pub use config::{Config, ConfigBuilder, OverflowPolicy, is_sendable_close_code};
 pub use conn::ConnId;
-pub use error::{CallError, ConfigError, RequestError, RequestErrorKind, SendError, SendErrorKind};
+pub use error::{
+    AnswerError, CallError, ConfigError, RequestError, RequestErrorKind, SendError, SendErrorKind,
+};
 pub use event::{
     Event, Outcome, Phase, ProtocolError, Reason, ReconnectMode, RemoteError, RequestId,
     ReturnReason, SendId, StopReason, Transition,
@@ -85,9 +88,9 @@ pub use event::{
 pub use frame::{CloseFrame, Frame, Utf8Bytes};
 pub use input::{CloseCause, Input, OpenError, OpenErrorKind, TransportErrorKind};
 pub use lifecycle::{Client, SendOptions, Status};
+pub use peer_calls::CallId;
 pub use protocol::discord::{Discord, DiscordSession, Dispatch, Identify, Token};
 pub use protocol::plain::Plain;
-pub use protocol::rpc::{Rpc, RpcCall, RpcEvent, RpcMessage, RpcRequest};
-pub use protocol::{Liveness, Protocol, RateLimit};
+pub use protocol::{Liveness, Protocol, RateLimit, Refusal};
 pub use stats::Stats;
 pub use timer::{MAX_DELAY, Timer};

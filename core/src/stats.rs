@@ -40,6 +40,11 @@ pub struct Stats {
     pub protocol_errors: u64,
     /// Requests made.
     pub requests: u64,
+    /// Calls of the peer's the application answered.
+    pub calls_answered: u64,
+    /// Calls of the peer's the application left unanswered until just before the peer's
+    /// timeout (the machine answered them) or until their connection ended.
+    pub calls_unanswered: u64,
     /// Responses dropped: unknown or finished requests, or from another connection.
     pub stray_responses: u64,
     /// Frames that waited for a rate-limit slot.

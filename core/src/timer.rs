@@ -38,11 +38,13 @@ pub enum Timer {
     SendExpiry,
     /// The earliest request timeout runs out.
     Request,
+    /// The earliest call of the peer's left unanswered is due to be answered by the machine.
+    PeerCall,
 }
 
 impl Timer {
     /// Every timer, in the order expiries are handled.
-    pub(crate) const VALUES: [Self; 14] = [
+    pub(crate) const VALUES: [Self; 15] = [
         Self::Connect,
         Self::Hello,
         Self::StartGate,
@@ -57,6 +59,7 @@ impl Timer {
         Self::Backoff,
         Self::SendExpiry,
         Self::Request,
+        Self::PeerCall,
     ];
 
     /// The table is sized from the enum, never by hand.

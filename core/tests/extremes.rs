@@ -80,7 +80,7 @@ fn k07_durations_past_the_bound_are_refused_by_name() {
         ),
         (
             "client_silence",
-            GatewayConfig::builder(ServerProfile::Rpc).client_silence(Duration::MAX),
+            GatewayConfig::builder(ServerProfile::OpenClaw).client_silence(Duration::MAX),
         ),
     ] {
         assert!(
@@ -100,7 +100,8 @@ fn k07_durations_past_the_bound_are_refused_by_name() {
 #[test]
 fn k07_call_arguments_past_the_bound_are_refused_typed() {
     use tether_core::gateway::{Credentials, Gateway, GatewayError, PeerId, Rejection};
-    use tether_core::{Client, Rpc, RpcRequest, SendErrorKind, SendOptions};
+    use tether_core::protocol::openclaw::{DeviceIdentity, OpenClaw, OpenClawRequest, Role};
+    use tether_core::{Client, SendErrorKind, SendOptions};
     let now = support::epoch();
     let mut client = Client::new(
         support::test_config().build().unwrap(),
@@ -119,22 +120,25 @@ fn k07_call_arguments_past_the_bound_are_refused_typed() {
             .is_ok()
     );
 
-    let mut rpc = Client::new(
+    let identity = DeviceIdentity::from_seed([1; 32]).unwrap();
+    let mut openclaw = Client::new(
         support::test_config().build().unwrap(),
-        Rpc::builder(serde_json::Map::new()).build().unwrap(),
+        OpenClaw::builder(Role::Operator, identity).build().unwrap(),
     );
-    rpc.connect(now).unwrap();
-    let request = || RpcRequest::new("status", serde_json::Value::Null);
-    let refused = rpc.request(request(), Duration::MAX, now).unwrap_err();
+    openclaw.connect(now).unwrap();
+    let request = || OpenClawRequest::new("status", serde_json::Value::Null);
+    let refused = openclaw.request(request(), Duration::MAX, now).unwrap_err();
     assert_eq!(refused.kind, tether_core::RequestErrorKind::TimeoutTooLong);
-    assert!(rpc.request(request(), MAX_DELAY, now).is_ok());
+    assert!(openclaw.request(request(), MAX_DELAY, now).is_ok());
 
     let auth = |c: &Credentials<'_>| {
         c.token
             .map(PeerId::from)
             .ok_or_else(|| Rejection::new("no token"))
     };
-    let config = GatewayConfig::builder(ServerProfile::Rpc).build().unwrap();
+    let config = GatewayConfig::builder(ServerProfile::OpenClaw)
+        .build()
+        .unwrap();
     let mut gateway = Gateway::new(config, auth, 1);
     let params = serde_json::value::RawValue::from_string("null".to_owned()).unwrap();
     assert_eq!(

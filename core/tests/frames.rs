@@ -8,7 +8,8 @@ mod support;
 use proptest::prelude::*;
 use serde_json::json;
 use support::*;
-use tether_core::{Discord, Event, Frame, Identify, Phase, Protocol, Rpc, Token};
+use tether_core::protocol::openclaw::{DeviceIdentity, OpenClaw, Role};
+use tether_core::{Discord, Event, Frame, Identify, Phase, Protocol, Token};
 
 #[derive(Debug, Clone)]
 enum Garbage {
@@ -105,13 +106,26 @@ fn discord_ready() -> Sim<Discord> {
     sim
 }
 
-fn rpc_ready() -> Sim<Rpc> {
-    let profile = Rpc::builder(serde_json::Map::new()).build().unwrap();
+fn openclaw_ready() -> Sim<OpenClaw> {
+    let identity = DeviceIdentity::from_seed([4; 32]).unwrap();
+    let profile = OpenClaw::builder(Role::Node, identity).build().unwrap();
     let mut sim = Sim::new(test_config().build().unwrap(), profile);
     sim.connect().unwrap();
     sim.opened(1);
-    sim.frame(1, Frame::text(r#"{"type":"res","id":"connect","ok":true}"#));
+    sim.frame(
+        1,
+        Frame::text(
+            r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"n","ts":1}}"#,
+        ),
+    );
+    sim.frame(
+        1,
+        Frame::text(
+            r#"{"type":"res","id":"connect","ok":true,"payload":{"type":"hello-ok","protocol":4}}"#,
+        ),
+    );
     sim.take();
+    assert_eq!(sim.client.state().phase, Phase::Ready);
     sim
 }
 
@@ -124,8 +138,8 @@ proptest! {
     }
 
     #[test]
-    fn rpc_survives_any_frame(frames in proptest::collection::vec(garbage(), 1..20)) {
-        feed(rpc_ready(), &frames, true);
+    fn openclaw_survives_any_frame(frames in proptest::collection::vec(garbage(), 1..20)) {
+        feed(openclaw_ready(), &frames, true);
     }
 
     #[test]

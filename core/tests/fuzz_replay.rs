@@ -21,7 +21,9 @@ const TARGETS: [(&str, Body); 4] = [
     ("discord_frames", |d, e| {
         fuzzing::frames(ProfileKind::Discord, d, e)
     }),
-    ("rpc_frames", |d, e| fuzzing::frames(ProfileKind::Rpc, d, e)),
+    ("openclaw_frames", |d, e| {
+        fuzzing::frames(ProfileKind::OpenClaw, d, e)
+    }),
     ("registry", fuzzing::registry),
 ];
 
@@ -144,7 +146,11 @@ fn catalogue_sequences_run_through_the_target() {
             Elapse(250),
         ],
     ];
-    for kind in [ProfileKind::Plain, ProfileKind::Discord, ProfileKind::Rpc] {
+    for kind in [
+        ProfileKind::Plain,
+        ProfileKind::Discord,
+        ProfileKind::OpenClaw,
+    ] {
         for steps in &sequences {
             let scenario = Scenario {
                 seed: 7,

@@ -62,9 +62,9 @@ impl Server {
         )
     }
 
-    fn rpc() -> Self {
+    fn openclaw() -> Self {
         Self::new(
-            GatewayConfig::builder(ServerProfile::Rpc)
+            GatewayConfig::builder(ServerProfile::OpenClaw)
                 .heartbeat_interval(Duration::from_millis(500))
                 .client_silence(Duration::from_secs(3))
                 .build()
@@ -141,7 +141,7 @@ impl Server {
         let conn = self.accept();
         self.json(
             conn,
-            json!({"type": "req", "id": "connect", "method": "connect", "params": {"token": format!("token-{peer}")}}),
+            json!({"type": "req", "id": "connect", "method": "connect", "params": {"auth": {"token": format!("token-{peer}")}}}),
         );
         conn
     }
@@ -156,6 +156,15 @@ enum Wire {
     Json(Value),
     Close(CloseFrame),
     Abort,
+}
+
+/// A node's `node.invoke.result` for invoke `id`, with `fields` (`ok`, `payload`...).
+fn result(id: u64, fields: Value) -> Value {
+    let mut params = json!({"id": id.to_string(), "nodeId": "agent"});
+    if let (Some(params), Some(fields)) = (params.as_object_mut(), fields.as_object()) {
+        params.extend(fields.clone());
+    }
+    json!({"type": "req", "id": format!("r-{id}"), "method": "node.invoke.result", "params": params})
 }
 
 fn raw(s: &str) -> Box<RawValue> {
@@ -379,7 +388,7 @@ fn s02_s04_gateway_late_close_of_the_old_socket_changes_nothing() {
 
 #[test]
 fn s03_gateway_invoke_answered_only_on_its_connection() {
-    let mut s = Server::rpc();
+    let mut s = Server::openclaw();
     let old = s.connect("agent");
     let first =
         s.gw.invoke("agent", "status", &raw("{}"), Duration::from_secs(5), s.now)
@@ -392,7 +401,10 @@ fn s03_gateway_invoke_answered_only_on_its_connection() {
         .commands()
         .into_iter()
         .filter_map(|(c, w)| match w {
-            Wire::Json(v) if v["type"] == "req" => Some((c, v["id"].as_u64().unwrap())),
+            Wire::Json(v) if v["event"] == "node.invoke.request" => Some((
+                c,
+                v["payload"]["id"].as_str().unwrap().parse::<u64>().unwrap(),
+            )),
             _ => None,
         })
         .collect();
@@ -401,7 +413,10 @@ fn s03_gateway_invoke_answered_only_on_its_connection() {
     // The old socket answers the second invoke: not its own, so dropped and counted.
     s.json(
         old,
-        json!({"type": "res", "id": second.get(), "ok": true, "payload": "from old"}),
+        result(
+            second.get(),
+            json!({"ok": true, "payloadJSON": "\"from old\""}),
+        ),
     );
     assert_eq!(s.events(), []);
     assert_eq!(s.gw.stats().registry.stray_results, 1);
@@ -409,7 +424,7 @@ fn s03_gateway_invoke_answered_only_on_its_connection() {
     s.close(old);
     s.json(
         new,
-        json!({"type": "res", "id": second.get(), "ok": true, "payload": "from new"}),
+        result(second.get(), json!({"ok": true, "payload": "from new"})),
     );
     let events = s.events();
     assert_eq!(events.len(), 2, "{events:?}");
@@ -426,17 +441,14 @@ fn s03_gateway_invoke_answered_only_on_its_connection() {
     };
     assert_eq!((*id, payload.as_str()), (second, "\"from new\""));
     // A repeat of a finished invoke is stray too.
-    s.json(
-        new,
-        json!({"type": "res", "id": second.get(), "ok": true, "payload": 1}),
-    );
+    s.json(new, result(second.get(), json!({"ok": true, "payload": 1})));
     assert_eq!(s.events(), []);
     assert_eq!(s.gw.pending_invokes(), 0);
 }
 
 #[test]
-fn rpc_invokes_time_out_and_errors_are_answers() {
-    let mut s = Server::rpc();
+fn openclaw_invokes_time_out_and_errors_are_answers() {
+    let mut s = Server::openclaw();
     let conn = s.connect("agent");
     let slow =
         s.gw.invoke(
@@ -450,7 +462,13 @@ fn rpc_invokes_time_out_and_errors_are_answers() {
     let failing =
         s.gw.invoke("agent", "b", &raw("null"), Duration::from_secs(9), s.now)
             .unwrap();
-    s.json(conn, json!({"type": "res", "id": failing.get(), "ok": false, "error": {"code": "NOPE", "message": "no"}}));
+    s.json(
+        conn,
+        result(
+            failing.get(),
+            json!({"ok": false, "error": {"code": "NOPE", "message": "no"}}),
+        ),
+    );
     s.elapse_ms(100);
     let outcomes: Vec<_> = s
         .events()
@@ -477,16 +495,23 @@ fn rpc_invokes_time_out_and_errors_are_answers() {
 }
 
 #[test]
-fn rpc_connect_welcome_ping_ticks_and_messages() {
-    let mut s = Server::rpc();
-    let conn = s.connect("agent");
+fn openclaw_challenge_hello_ok_ticks_and_messages_share_one_sequence() {
+    let mut s = Server::openclaw();
+    let conn = s.accept();
+    let wire = s.commands();
+    let Wire::Json(challenge) = &wire[0].1 else {
+        panic!("{wire:?}")
+    };
+    assert_eq!(challenge["event"], "connect.challenge");
+    assert!(challenge["payload"]["nonce"].is_string());
+    assert!(challenge["payload"]["ts"].is_u64());
     s.json(
         conn,
-        json!({"type": "req", "id": "ping-1", "method": "ping"}),
+        json!({"type": "req", "id": "c-1", "method": "connect", "params": {"role": "node", "scopes": [], "auth": {"token": "token-agent"}}}),
     );
     s.json(
         conn,
-        json!({"type": "req", "id": 3, "method": "echo", "params": [1]}),
+        json!({"type": "req", "id": "3", "method": "echo", "params": [1]}),
     );
     s.elapse_ms(500);
     s.gw.dispatch("agent", "price", &raw("{\"px\":1}")).unwrap();
@@ -498,42 +523,51 @@ fn rpc_connect_welcome_ping_ticks_and_messages() {
             other => panic!("{other:?}"),
         })
         .collect();
+    assert_eq!(wire.len(), 3, "{wire:?}");
+    let hello = &wire[0];
+    assert_eq!(hello["id"], "c-1");
+    assert_eq!(hello["payload"]["type"], "hello-ok");
+    assert_eq!(hello["payload"]["protocol"], 4);
+    assert_eq!(hello["payload"]["auth"]["role"], "node");
+    assert_eq!(hello["payload"]["policy"]["tickIntervalMs"], 500);
+    for field in ["server", "features", "snapshot", "auth", "policy"] {
+        assert!(
+            hello["payload"].get(field).is_some(),
+            "hello-ok has {field}"
+        );
+    }
     assert_eq!(
-        wire,
-        [
-            json!({"type": "res", "id": "connect", "ok": true, "payload": {"methods": ["ping"], "tick_interval_ms": 500}}),
-            json!({"type": "res", "id": "ping-1", "ok": true, "payload": null}),
-            json!({"type": "event", "event": "tick"}),
-            json!({"type": "event", "event": "price", "payload": {"px": 1}, "seq": 1}),
-        ]
+        (wire[1]["event"].as_str(), wire[1]["seq"].as_u64()),
+        (Some("tick"), Some(1))
+    );
+    assert_eq!(
+        wire[2],
+        json!({"type": "event", "event": "price", "payload": {"px": 1}, "seq": 2})
     );
     let events = s.events();
     assert!(
-        matches!(&events[1], GatewayEvent::Message { text, .. } if text.as_str().contains("echo")),
+        events.iter().any(
+            |e| matches!(e, GatewayEvent::Message { text, .. } if text.as_str().contains("echo"))
+        ),
         "{events:?}"
     );
 }
 
 #[test]
-fn rpc_challenge_must_be_echoed() {
-    let mut s = Server::new(
-        GatewayConfig::builder(ServerProfile::Rpc)
-            .challenge(true)
-            .build()
-            .unwrap(),
-    );
+fn openclaw_connect_must_sign_the_live_nonce() {
+    let mut s = Server::openclaw();
     let conn = s.accept();
     let wire = s.commands();
     let Wire::Json(challenge) = &wire[0].1 else {
         panic!()
     };
     let first_nonce = challenge["payload"]["nonce"].as_str().unwrap().to_owned();
-    s.json(conn, json!({"type": "req", "id": "connect", "method": "connect", "params": {"token": "token-a", "nonce": "guess"}}));
+    s.json(conn, json!({"type": "req", "id": "c", "method": "connect", "params": {"auth": {"token": "token-a"}, "device": {"nonce": "guess"}}}));
     let wire = s.commands();
     assert_eq!(
         wire[0].1,
         Wire::Json(
-            json!({"type": "res", "id": "connect", "ok": false, "error": {"code": "UNAUTHORIZED", "message": "challenge nonce missing or wrong"}})
+            json!({"type": "res", "id": "c", "ok": false, "error": {"code": "INVALID_REQUEST", "message": "device nonce mismatch"}})
         )
     );
     assert_eq!(
@@ -547,7 +581,7 @@ fn rpc_challenge_must_be_echoed() {
         panic!()
     };
     let nonce = challenge["payload"]["nonce"].as_str().unwrap().to_owned();
-    s.json(conn2, json!({"type": "req", "id": "connect", "method": "connect", "params": {"token": "token-a", "nonce": nonce}}));
+    s.json(conn2, json!({"type": "req", "id": "c", "method": "connect", "params": {"auth": {"token": "token-a"}, "device": {"nonce": nonce}}}));
     assert!(matches!(&s.commands()[0].1, Wire::Json(v) if v["ok"] == true));
     assert_eq!(s.gw.owner("a"), Some(conn2));
     assert_ne!(nonce, first_nonce, "each connection gets its own nonce");
@@ -630,7 +664,7 @@ fn bad_frames_are_counted_and_closed_per_profile() {
         Wire::Close(CloseFrame::new(4004, "authentication failed"))
     )));
 
-    let mut s = Server::rpc();
+    let mut s = Server::openclaw();
     let conn = s.connect("agent");
     s.gw.handle_frame(conn, Frame::binary(vec![1, 2]), s.now);
     assert!(
@@ -680,13 +714,13 @@ fn bad_configuration_fails_at_build() {
             .is_err()
     );
     assert!(
-        GatewayConfig::builder(ServerProfile::Rpc)
+        GatewayConfig::builder(ServerProfile::OpenClaw)
             .handshake_timeout(Duration::ZERO)
             .build()
             .is_err()
     );
     assert!(
-        GatewayConfig::builder(ServerProfile::Rpc)
+        GatewayConfig::builder(ServerProfile::OpenClaw)
             .max_invokes(0)
             .build()
             .is_err()

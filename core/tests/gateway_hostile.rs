@@ -375,9 +375,9 @@ fn h08_reasons_for_bad_frames_never_quote_what_the_client_sent() {
             ServerProfile::Discord,
             json!({"op": 6, "d": {"token": secret, "session_id": 5}}),
         ),
-        (ServerProfile::Rpc, json!({"type": secret})),
+        (ServerProfile::OpenClaw, json!({"type": secret})),
         (
-            ServerProfile::Rpc,
+            ServerProfile::OpenClaw,
             json!({"type": "req", "id": 1, "method": 7, "x": secret}),
         ),
     ];

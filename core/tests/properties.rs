@@ -11,6 +11,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use support::hello_profile::HelloProfile;
 use support::*;
+use tether_core::protocol::openclaw::{
+    DeviceIdentity, InvokeAnswer, OpenClaw, OpenClawRequest, Role,
+};
 use tether_core::{
     CloseCause, CloseFrame, Frame, Input, OpenError, OpenErrorKind, Protocol, ReconnectMode,
     TransportErrorKind,
@@ -44,6 +47,8 @@ enum Op {
     Backwards(Conn, u16),
     Request(u8, u16),
     Grant(Conn),
+    /// Answer one of the calls the machine surfaced (stale, answered or not).
+    Answer(u8),
 }
 
 fn conn() -> impl Strategy<Value = Conn> {
@@ -72,6 +77,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (conn(), any::<u16>()).prop_map(|(c, d)| Op::Backwards(c, d)),
         2 => (any::<u8>(), 0u16..20_000).prop_map(|(n, t)| Op::Request(n, t)),
         1 => conn().prop_map(Op::Grant),
+        2 => any::<u8>().prop_map(Op::Answer),
     ]
 }
 
@@ -159,10 +165,12 @@ fn close_cause(kind: u8) -> CloseCause {
     }
 }
 
-/// What a profile needs from the generator: its frames, and its requests if it has any.
+/// What a profile needs from the generator: its frames, and its requests and answers if
+/// it has any.
 struct Profile<P: Protocol> {
     frame: fn(u8) -> Frame,
     request: Option<fn(u8) -> P::Request>,
+    answer: Option<fn(u8) -> P::Answer>,
 }
 
 fn run<P: Protocol>(mut sim: Sim<P>, ops: Vec<Op>, profile: &Profile<P>)
@@ -249,6 +257,21 @@ where
                 let conn = resolve(&sim, &target);
                 sim.input(Input::StartGranted { conn });
             }
+            Op::Answer(k) => {
+                let (Some(make), false) = (profile.answer, sim.calls.is_empty()) else {
+                    continue;
+                };
+                let call = sim.calls[usize::from(k) % sim.calls.len()];
+                let live = sim.client.state().conn == Some(call.conn())
+                    && matches!(
+                        sim.client.state().phase,
+                        tether_core::Phase::Handshaking | tether_core::Phase::Ready
+                    );
+                // An answer is written only on the connection that carried the call.
+                if sim.answer(call, make(k)) == Err(tether_core::AnswerError::Stale) {
+                    assert!(!live, "a live call refused as stale");
+                }
+            }
         }
     }
     // Whatever happened, a shutdown always ends the machine within bounded time.
@@ -292,20 +315,25 @@ fn discord_frame(selector: u8) -> Frame {
     Frame::text(text)
 }
 
-fn rpc_frame(selector: u8) -> Frame {
+fn openclaw_frame(selector: u8) -> Frame {
     let id = selector % 5;
-    let text = match selector % 13 {
-        0 => r#"{"type":"res","id":"connect","ok":true,"payload":{"methods":["ping"],"tick_interval_ms":700}}"#.to_owned(),
-        1 => r#"{"type":"res","id":"connect","ok":true}"#.to_owned(),
-        2 => r#"{"type":"res","id":"connect","ok":false,"error":{"code":1,"message":"no"}}"#.to_owned(),
-        3 | 4 => format!(r#"{{"type":"res","id":{id},"ok":true,"payload":{selector}}}"#),
-        5 => format!(r#"{{"type":"res","id":{id},"ok":false,"error":{{"code":"E","message":"m"}}}}"#),
-        6 => format!(r#"{{"type":"res","id":"ping-{id}","ok":true}}"#),
-        7 => r#"{"type":"event","event":"tick"}"#.to_owned(),
-        8 => format!(r#"{{"type":"event","event":"e","payload":[{id}],"seq":{id}}}"#),
-        9 => r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"x"}}"#.to_owned(),
-        10 => return Frame::Ping(bytes::Bytes::from_static(b"p")),
-        11 => r#"{"type":"res","id":1}"#.to_owned(),
+    let text = match selector % 20 {
+        0 => r#"{"type":"res","id":"connect","ok":true,"payload":{"type":"hello-ok","protocol":4,"server":{"version":"p"},"features":{"methods":[],"events":[]},"snapshot":{},"auth":{"role":"node","scopes":[]},"policy":{"maxPayload":200,"maxBufferedBytes":400,"tickIntervalMs":700}}}"#.to_owned(),
+        1 => r#"{"type":"res","id":"connect","ok":true,"payload":{"type":"hello-ok","protocol":3}}"#.to_owned(),
+        2 => r#"{"type":"res","id":"connect","ok":false,"error":{"code":"UNAVAILABLE","message":"starting","retryAfterMs":900}}"#.to_owned(),
+        3 => r#"{"type":"res","id":"connect","ok":false,"error":{"code":"NOT_PAIRED","message":"p","details":{"code":"PAIRING_REQUIRED","requestId":"r"}}}"#.to_owned(),
+        4 => r#"{"type":"res","id":"connect","ok":false,"error":{"code":"INVALID_REQUEST","message":"bad","details":{"code":"AUTH_TOKEN_MISMATCH"}}}"#.to_owned(),
+        5 | 6 => format!(r#"{{"type":"res","id":"{id}","ok":true,"payload":{selector}}}"#),
+        7 => format!(r#"{{"type":"res","id":"{id}","ok":false,"error":{{"code":"E","message":"m"}}}}"#),
+        8 => format!(r#"{{"type":"event","event":"tick","payload":{{"ts":1}},"seq":{id}}}"#),
+        9 => format!(r#"{{"type":"event","event":"e","payload":[{id}],"seq":{id}}}"#),
+        10 => r#"{"type":"event","event":"connect.challenge","payload":{"nonce":"x","ts":5}}"#.to_owned(),
+        11 => return Frame::Ping(bytes::Bytes::from_static(b"p")),
+        12 => format!(r#"{{"type":"event","event":"node.invoke.request","payload":{{"id":"i{id}","nodeId":"n","command":"c","timeoutMs":{}}},"seq":{id}}}"#, u32::from(selector) * 40),
+        13 => r#"{"type":"event","event":"shutdown","payload":{"restartExpectedMs":1500}}"#.to_owned(),
+        14 => format!(r#"{{"type":"res","id":"answer-{id}","ok":false,"error":{{"code":"E","message":"m"}}}}"#),
+        15 => r#"{"type":"res","id":"1"}"#.to_owned(),
+        16 => return Frame::binary(vec![selector; 3]),
         _ => "]".to_owned(),
     };
     Frame::text(text)
@@ -316,28 +344,45 @@ fn discord_profile() -> tether_core::Discord {
     tether_core::Discord::builder(identify).build().unwrap()
 }
 
-fn rpc_profile(challenge: bool) -> tether_core::Rpc {
-    tether_core::Rpc::builder(serde_json::Map::new())
-        .expect_challenge(challenge)
+fn openclaw_profile(role: bool) -> OpenClaw {
+    let role = if role { Role::Node } else { Role::Operator };
+    OpenClaw::builder(role, DeviceIdentity::from_seed([5; 32]).unwrap())
+        .token(tether_core::Token::new("t"))
         .build()
         .unwrap()
+}
+
+fn openclaw_answer(selector: u8) -> InvokeAnswer {
+    if selector % 3 == 0 {
+        InvokeAnswer::Error {
+            code: "E".into(),
+            message: "m".into(),
+        }
+    } else {
+        let payload = "x".repeat(usize::from(selector));
+        InvokeAnswer::Ok(serde_json::value::RawValue::from_string(format!("\"{payload}\"")).ok())
+    }
 }
 
 const PLAIN: Profile<tether_core::Plain> = Profile {
     frame,
     request: None,
+    answer: None,
 };
 const HELLO: Profile<HelloProfile> = Profile {
     frame,
     request: None,
+    answer: None,
 };
 const DISCORD: Profile<tether_core::Discord> = Profile {
     frame: discord_frame,
     request: None,
+    answer: None,
 };
-const RPC: Profile<tether_core::Rpc> = Profile {
-    frame: rpc_frame,
-    request: Some(|n| tether_core::RpcRequest::new("m", serde_json::json!(n))),
+const OPENCLAW: Profile<OpenClaw> = Profile {
+    frame: openclaw_frame,
+    request: Some(|n| OpenClawRequest::new("m", serde_json::json!(n))),
+    answer: Some(openclaw_answer),
 };
 
 proptest! {
@@ -392,15 +437,15 @@ proptest! {
     }
 
     #[test]
-    fn rpc_machine_keeps_its_invariants(
+    fn openclaw_machine_keeps_its_invariants(
         seed in any::<u64>(),
         jitter in any::<bool>(),
-        challenge in any::<bool>(),
+        node in any::<bool>(),
         net in net(),
         ops in proptest::collection::vec(op(), 1..80),
     ) {
-        let mut sim = Sim::new(small_config(seed, jitter), rpc_profile(challenge));
+        let mut sim = Sim::new(small_config(seed, jitter), openclaw_profile(node));
         sim.net = net;
-        run(sim, ops, &RPC);
+        run(sim, ops, &OPENCLAW);
     }
 }

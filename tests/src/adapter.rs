@@ -54,6 +54,7 @@ pub trait Adapter: Send + Sync + 'static {
         P: Protocol + Send + Sync + 'static,
         P::Message: Send + std::fmt::Debug,
         P::Request: Send,
+        P::Answer: Send,
         P::Response: Send + std::fmt::Debug,
     {
         let options = tether_adapter::Options::builder()

@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde_json::{Map, json};
+use serde_json::json;
+use tether_core::protocol::openclaw::{DeviceIdentity, OpenClaw, OpenClawRequest, Role};
 use tether_core::{
     Config, ConfigBuilder, Discord, Event, Frame, Identify, Outcome, Phase, Plain, Protocol,
-    Reason, ReconnectMode, Rpc, RpcRequest, StopReason, Token,
+    Reason, ReconnectMode, StopReason, Token,
 };
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
@@ -52,8 +53,12 @@ fn discord() -> Discord {
         .unwrap()
 }
 
-fn rpc() -> Rpc {
-    Rpc::builder(Map::new()).build().unwrap()
+fn openclaw() -> OpenClaw {
+    let identity = DeviceIdentity::from_seed([3; 32]).unwrap();
+    OpenClaw::builder(Role::Operator, identity)
+        .token(Token::new("scripted"))
+        .build()
+        .unwrap()
 }
 
 /// Every event of a client with the time it arrived, read by a task of its own that a
@@ -574,15 +579,18 @@ pub async fn c12_requests_across_a_drop<A: Adapter>(a: &A) {
         answer_requests: false,
         ..Behaviour::default()
     };
-    let server = ScriptedServer::start(Kind::Rpc, behaviour).await;
-    let (client, events) = a.connect(&server.url(), fast().build().unwrap(), rpc(), 256);
-    let log = log::<Rpc>(events);
+    let server = ScriptedServer::start(Kind::OpenClaw, behaviour).await;
+    let (client, events) = a.connect(&server.url(), fast().build().unwrap(), openclaw(), 256);
+    let log = log::<OpenClaw>(events);
     assert!(log.wait(2 * SECOND, is_ready).await.is_some());
     let ask = |n: i64| {
         let client = client.clone();
         tokio::spawn(async move {
             client
-                .request(RpcRequest::new("slow", json!(n)), Duration::from_secs(20))
+                .request(
+                    OpenClawRequest::new("slow", json!(n)),
+                    Duration::from_secs(20),
+                )
                 .await
         })
     };
@@ -620,12 +628,12 @@ pub async fn c12_requests_across_a_drop<A: Adapter>(a: &A) {
     assert!(log.wait_nth(1, 3 * SECOND, is_ready).await.is_some());
     for id in 1..=5 {
         server.act(Action::Send(Message::text(
-            json!({"type": "res", "id": id, "ok": true, "payload": "late"}).to_string(),
+            json!({"type": "res", "id": id.to_string(), "ok": true, "payload": "late"}).to_string(),
         )));
     }
     let fresh = client
         .request(
-            RpcRequest::new("echo", json!("now")),
+            OpenClawRequest::new("echo", json!("now")),
             Duration::from_secs(2),
         )
         .await

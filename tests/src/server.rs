@@ -1,5 +1,5 @@
 //! A scripted WebSocket server on 127.0.0.1 that speaks the server side of the plain,
-//! discord and rpc profiles, misbehaves on demand, and records what it saw.
+//! discord and OpenClaw profiles, misbehaves on demand, and records what it saw.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -22,8 +22,9 @@ pub enum Kind {
     Plain,
     /// Discord gateway v10, server side.
     Discord,
-    /// JSON rpc, server side.
-    Rpc,
+    /// OpenClaw's gateway protocol, server side: the challenge, `hello-ok`, numbered
+    /// ticks, answers to requests.
+    OpenClaw,
 }
 
 /// How the server behaves; scenarios change it while running.
@@ -33,10 +34,10 @@ pub struct Behaviour {
     pub ack_heartbeats: bool,
     pub complete_close: bool,
     pub heartbeat_interval_ms: u64,
+    /// OpenClaw: the tick interval announced in `hello-ok` and kept (`None`: announce
+    /// 30 s and send none).
     pub tick_ms: Option<u64>,
-    pub advertise_ping: bool,
-    pub challenge: bool,
-    /// rpc: answer requests (`false`: hold every answer).
+    /// OpenClaw: answer requests (`false`: hold every answer).
     pub answer_requests: bool,
     /// plain: echo data frames.
     pub echo: bool,
@@ -50,8 +51,6 @@ impl Default for Behaviour {
             complete_close: true,
             heartbeat_interval_ms: 100,
             tick_ms: None,
-            advertise_ping: false,
-            challenge: false,
             answer_requests: true,
             echo: true,
         }
@@ -384,7 +383,9 @@ impl Conn {
                     }
                 },
                 _ = tick.tick(), if tick_every.is_some() && session.ready => {
-                    let _ = ws.send(Message::text(r#"{"type":"event","event":"tick"}"#)).await;
+                    session.seq += 1;
+                    let tick = json!({"type": "event", "event": "tick", "payload": {"ts": 0}, "seq": session.seq});
+                    let _ = ws.send(Message::text(tick.to_string())).await;
                 }
             }
         }
@@ -397,8 +398,8 @@ impl Conn {
                 let hello = json!({"op": 10, "d": {"heartbeat_interval": b.heartbeat_interval_ms}});
                 let _ = ws.send(Message::text(hello.to_string())).await;
             }
-            Kind::Rpc if b.challenge && !b.stall_hello => {
-                let challenge = json!({"type": "event", "event": "connect.challenge", "payload": {"nonce": format!("n{}", self.id)}});
+            Kind::OpenClaw if !b.stall_hello => {
+                let challenge = json!({"type": "event", "event": "connect.challenge", "payload": {"nonce": format!("n{}", self.id), "ts": 1_737_264_000_000_u64}});
                 let _ = ws.send(Message::text(challenge.to_string())).await;
             }
             _ => {}
@@ -458,7 +459,7 @@ impl Conn {
                     _ => self.record(Seen::Text(text.to_string())),
                 }
             }
-            (Kind::Rpc, Message::Text(text)) => {
+            (Kind::OpenClaw, Message::Text(text)) => {
                 let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
                     return true;
                 };
@@ -471,13 +472,20 @@ impl Conn {
                     "connect" if b.stall_hello => None,
                     "connect" => {
                         session.ready = true;
-                        let mut methods = vec!["echo"];
-                        if b.advertise_ping {
-                            methods.push("ping");
-                        }
-                        Some(json!({"methods": methods, "tick_interval_ms": b.tick_ms}))
+                        Some(json!({
+                            "type": "hello-ok",
+                            "protocol": 4,
+                            "server": {"version": "scripted", "connId": format!("c{}", self.id)},
+                            "features": {"methods": ["echo", "slow"], "events": ["tick"]},
+                            "snapshot": {},
+                            "auth": {"role": v["params"]["role"], "scopes": v["params"]["scopes"]},
+                            "policy": {
+                                "maxPayload": 1_048_576,
+                                "maxBufferedBytes": 2_097_152,
+                                "tickIntervalMs": b.tick_ms.unwrap_or(30_000),
+                            },
+                        }))
                     }
-                    "ping" => Some(Value::Null),
                     _ if b.answer_requests => Some(v["params"].clone()),
                     _ => None,
                 };

@@ -7,11 +7,12 @@ mod support;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
 use tether_core::gateway::{CloseWhy, GatewayConfig, GatewayEvent, ServerProfile};
+use tether_core::protocol::openclaw::{DeviceIdentity, InvokeAnswer, OpenClaw, Role};
 use tether_core::registry::{InvokeOutcome, Presence};
-use tether_core::{Discord, Event, Frame, Identify, Rpc, RpcMessage, Token};
+use tether_core::{Discord, Event, Frame, Identify, Token};
 use tether_tests::auth::token_auth;
 use tether_tests::proxy::{FaultProxy, Mode};
 use tether_tests::scenarios::fast;
@@ -104,23 +105,22 @@ async fn reopen_until_resumed(
     }
 }
 
-fn rpc_client(url: &str, name: &'static str, peer: &str) -> tether_tokio::Handle<Rpc> {
-    let mut params = Map::new();
-    params.insert("token".into(), Value::from(format!("token-{peer}")));
-    let profile = Rpc::builder(params).build().unwrap();
+fn node_client(url: &str, name: &'static str, peer: &str) -> tether_tokio::Handle<OpenClaw> {
+    let identity = DeviceIdentity::generate().unwrap();
+    let profile = OpenClaw::builder(Role::Node, identity)
+        .token(Token::new(format!("token-{peer}")))
+        .commands(["whoami"])
+        .build()
+        .unwrap();
     let (client, mut events) =
         tether_tokio::connect(url, fast().build().unwrap(), profile).unwrap();
     let answering = client.clone();
-    // The application: answers every call with its own name.
+    // The application: answers every invoke with its own name.
     tokio::spawn(async move {
         while let Some(event) = events.next().await {
-            if let Event::Message {
-                message: RpcMessage::Call(call),
-                ..
-            } = event
-            {
-                let answer = raw(&format!("\"{name}\""));
-                let _ = answering.send(call.reply(&answer)).await;
+            if let Event::Call { id, .. } = event {
+                let answer = InvokeAnswer::Ok(Some(raw(&format!("\"{name}\""))));
+                let _ = answering.answer(id, answer).await;
             }
         }
     });
@@ -129,7 +129,7 @@ fn rpc_client(url: &str, name: &'static str, peer: &str) -> tether_tokio::Handle
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_replaced_session_survives_the_late_close_of_its_old_socket() {
-    let config = GatewayConfig::builder(ServerProfile::Rpc)
+    let config = GatewayConfig::builder(ServerProfile::OpenClaw)
         .heartbeat_interval(Duration::from_millis(100))
         .build()
         .unwrap();
@@ -141,7 +141,7 @@ async fn live_replaced_session_survives_the_late_close_of_its_old_socket() {
     let mut log = Vec::new();
     // The first client reaches the gateway through a proxy we can stall.
     let proxy = FaultProxy::start(gateway.local_addr().unwrap()).await;
-    let first = rpc_client(&proxy.url(), "first", "agent");
+    let first = node_client(&proxy.url(), "first", "agent");
     let GatewayEvent::Presence { conn: old, .. } = until(&mut events, &mut log, |e| {
         matches!(
             e,
@@ -158,7 +158,7 @@ async fn live_replaced_session_survives_the_late_close_of_its_old_socket() {
     // Its path goes silent: the gateway's close of the old socket cannot get through, so
     // the socket ends late, after the second client has taken the session over.
     proxy.set(Mode::Blackhole);
-    let second = rpc_client(&url, "second", "agent");
+    let second = node_client(&url, "second", "agent");
     let GatewayEvent::Presence {
         conn: new,
         presence,

@@ -13,12 +13,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tether_core::gateway::{Faults, GatewayConfig, GatewayEvent, ServerProfile};
 use tether_core::registry::{InvokeOutcome, Presence};
 use tether_core::{
-    Config, Discord, Event, Frame, Identify, Outcome, ReconnectMode, Rpc, RpcMessage, RpcRequest,
-    Stats, StopReason, Token,
+    Config, Discord, Event, Frame, Identify, Outcome, ReconnectMode, Stats, StopReason, Token,
 };
 use tether_tokio::gateway::{GatewayHandle, GatewayOptions, serve};
 use tokio::net::TcpListener;
@@ -27,11 +26,12 @@ use crate::gateway::describe;
 use crate::report::{Timeline, Tone, event_line};
 use proxy::Proxy;
 use tether_core::gateway::{Credentials, PeerId, Rejection};
+use tether_core::protocol::openclaw::{DeviceIdentity, OpenClaw, OpenClawRequest, Role};
 
 const PEER: &str = "demo-bot";
 /// The discord client's token; the gateway knows it as [`PEER`].
 const TOKEN: &str = "demo-bot-token";
-/// The rpc agent's token, and its name.
+/// The OpenClaw node's token, and its name.
 const AGENT_TOKEN: &str = "demo-agent-token";
 const AGENT: &str = "demo-agent";
 
@@ -636,31 +636,29 @@ async fn watch_client(
 /// Requests in flight when the socket drops end at once, each with one outcome, and so
 /// does the gateway's invoke that was in flight: nothing hangs, nothing is answered twice.
 async fn requests_in_flight(demo: &mut Demo, seed: u64) -> Result<(), String> {
-    demo.phase("requests in flight at a disconnect (rpc profile)");
+    demo.phase("requests in flight at a disconnect (openclaw profile, as a node)");
     let seen = Arc::new(Seen::default());
     let (gateway, addr) = start_gateway(
         "127.0.0.1:0",
-        ServerProfile::Rpc,
+        ServerProfile::OpenClaw,
         demo.timeline.clone(),
         seen,
     )
     .await?;
     let proxy = Proxy::start(addr).await.map_err(|e| e.to_string())?;
-    let mut params = Map::new();
-    params.insert("token".into(), Value::from(AGENT_TOKEN));
-    let profile = Rpc::builder(params).build().map_err(|e| e.to_string())?;
+    let identity = DeviceIdentity::generate().map_err(|e| e.to_string())?;
+    let profile = OpenClaw::builder(Role::Node, identity)
+        .token(Token::new(AGENT_TOKEN))
+        .commands(["status"])
+        .build()
+        .map_err(|e| e.to_string())?;
     let (client, mut events) = tether_tokio::connect(proxy.url(), fast_config(seed + 1)?, profile)
         .map_err(|e| e.to_string())?;
     let timeline = demo.timeline.clone();
-    // The agent never answers calls: the gateway's invoke stays in flight.
+    // The node never answers invokes: the gateway's invoke stays in flight.
     tokio::spawn(async move {
         while let Some(event) = events.next().await {
-            if let Event::Message {
-                message: RpcMessage::Call(_),
-                ..
-            }
-            | Event::Transition(_) = &event
-            {
+            if let Event::Call { .. } | Event::Transition(_) = &event {
                 continue;
             }
             if let Some((tone, text)) = event_line(&event) {
@@ -675,7 +673,7 @@ async fn requests_in_flight(demo: &mut Demo, seed: u64) -> Result<(), String> {
         requests.push(tokio::spawn(async move {
             client
                 .request(
-                    RpcRequest::new("slow", json!({"n": i})),
+                    OpenClawRequest::new("slow", json!({"n": i})),
                     Duration::from_secs(20),
                 )
                 .await

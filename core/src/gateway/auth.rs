@@ -20,8 +20,8 @@ pub struct Credentials<'a> {
     /// The connection presenting them: under the plain profile, which has no handshake,
     /// the only thing that tells one client from another.
     pub conn: ConnId,
-    /// The `token` field, when there is one (discord identify and resume; rpc connect
-    /// params; never under plain).
+    /// The token, when there is one: discord's identify and resume `token`; OpenClaw's
+    /// `auth.token`, else `auth.deviceToken`, else `auth.password`; never under plain.
     pub token: Option<&'a str>,
     /// The whole identify `d` or connect `params`, raw JSON (`null` when absent). Empty for
     /// a resume, which carries only the token.

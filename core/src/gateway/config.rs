@@ -10,8 +10,10 @@ pub enum ServerProfile {
     /// Discord gateway v10: hello, identify or resume, heartbeats and acks, numbered
     /// dispatches kept for resuming.
     Discord,
-    /// JSON rpc: an optional challenge, a `connect` request, ticks, requests both ways.
-    Rpc,
+    /// OpenClaw's gateway protocol: `connect.challenge`, a `connect` request answered with
+    /// `hello-ok`, numbered ticks and events, requests from clients, `node.invoke.request`
+    /// to nodes.
+    OpenClaw,
     /// A bare WebSocket: ready once upgraded, a ping every heartbeat interval, and any
     /// frame from the client (its pongs too) shows it alive. Messages of either kind go to
     /// the application as they are.
@@ -27,7 +29,6 @@ pub struct GatewayConfig {
     pub(crate) resume_window: Duration,
     pub(crate) replay_capacity: usize,
     pub(crate) client_silence: Duration,
-    pub(crate) challenge: bool,
     pub(crate) max_invokes: usize,
     pub(crate) resume_url: Option<String>,
     pub(crate) max_message_before_ready: usize,
@@ -52,8 +53,8 @@ pub struct GatewayConfigBuilder {
 impl GatewayConfig {
     /// Settings for `profile`, with defaults: a 41.25 s heartbeat interval (Discord's), 10 s
     /// to complete the handshake, sessions resumable for 60 s after their socket ends with
-    /// the last 256 dispatches kept, 90 s of silence tolerated from rpc clients, no
-    /// challenge, at most 10,000 invokes pending; messages of at most 8 KiB before ready
+    /// the last 256 dispatches kept, 90 s of silence tolerated from OpenClaw clients, at
+    /// most 10,000 invokes pending; messages of at most 8 KiB before ready
     /// and 1 MiB after, tokens of at most 2 KiB; at most 1 MiB of dispatches kept per session
     /// for replay and 256 MiB over all sessions.
     pub fn builder(profile: ServerProfile) -> GatewayConfigBuilder {
@@ -65,7 +66,6 @@ impl GatewayConfig {
                 resume_window: Duration::from_secs(60),
                 replay_capacity: 256,
                 client_silence: Duration::from_secs(90),
-                challenge: false,
                 max_invokes: 10_000,
                 resume_url: None,
                 max_message_before_ready: 8 << 10,
@@ -82,7 +82,7 @@ impl GatewayConfig {
         self.profile
     }
 
-    /// The heartbeat interval announced in hello (discord) or the tick interval (rpc).
+    /// The heartbeat interval announced in hello (discord) or the tick interval (OpenClaw).
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat_interval
     }
@@ -115,20 +115,20 @@ impl GatewayConfig {
 
     /// How long a silent connection is kept: 1.5 heartbeat intervals after its last
     /// heartbeat (discord) or frame (plain), or [`client_silence`](GatewayConfigBuilder::client_silence)
-    /// after its last frame (rpc).
+    /// after its last frame (OpenClaw).
     pub fn liveness_bound(&self) -> Duration {
         match self.profile {
             ServerProfile::Discord | ServerProfile::Plain => {
                 self.heartbeat_interval.saturating_mul(3) / 2
             }
-            ServerProfile::Rpc => self.client_silence,
+            ServerProfile::OpenClaw => self.client_silence,
         }
     }
 }
 
 impl GatewayConfigBuilder {
     /// The heartbeat interval announced in hello (discord), or how often ticks are sent
-    /// (rpc).
+    /// (OpenClaw).
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.config.heartbeat_interval = interval;
         self
@@ -153,15 +153,9 @@ impl GatewayConfigBuilder {
         self
     }
 
-    /// How long an rpc client may send nothing at all before it is closed.
+    /// How long an OpenClaw client may send nothing at all before it is closed.
     pub fn client_silence(mut self, silence: Duration) -> Self {
         self.config.client_silence = silence;
-        self
-    }
-
-    /// Send a `connect.challenge` nonce that the `connect` request must echo (rpc).
-    pub fn challenge(mut self, yes: bool) -> Self {
-        self.config.challenge = yes;
         self
     }
 

@@ -62,7 +62,7 @@ pub enum CloseWhy {
     HandshakeTimeout,
     /// A newer connection of the same peer took the session over (S1).
     Replaced,
-    /// No heartbeat (discord) or no frame (rpc) within the liveness bound.
+    /// No heartbeat (discord) or no frame (OpenClaw) within the liveness bound.
     Unresponsive,
     /// The socket's outbound queue filled up: the client does not keep up.
     TooSlow,
@@ -94,7 +94,7 @@ pub enum Violation {
 
 impl CloseWhy {
     /// The close frame sent for this reason under `profile`: discord's own codes where it
-    /// has one, RFC 6455 codes for rpc.
+    /// has one, RFC 6455 codes for OpenClaw.
     pub fn frame(self, profile: ServerProfile) -> CloseFrame {
         let discord = profile == ServerProfile::Discord;
         match self {
@@ -127,9 +127,9 @@ impl CloseWhy {
 /// ones do. The default is none.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Faults {
-    /// Accept sockets but never greet them: no hello (discord), no challenge (rpc).
+    /// Accept sockets but never greet them: no hello (discord), no challenge (OpenClaw).
     pub stall_hello: bool,
-    /// Acknowledge only this many heartbeats (discord) or pings (rpc) per connection.
+    /// Acknowledge only this many heartbeats (discord) or pings (OpenClaw) per connection.
     pub ack_heartbeats: Option<u64>,
     /// Refuse this fraction (0 to 1) of otherwise valid resumes with an invalid session.
     pub invalid_session_rate: f64,
@@ -159,7 +159,7 @@ pub enum GatewayEvent {
         replayed: usize,
     },
     /// A frame from a ready peer that is not the protocol's own: a discord op 3, 4 or 8, an
-    /// rpc request or event, a plain text message. The whole frame, raw.
+    /// OpenClaw request or event, a plain text message. The whole frame, raw.
     Message {
         /// The peer.
         peer: PeerId,
@@ -224,7 +224,7 @@ pub enum GatewayError {
 /// Where a dispatch went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
-    /// Its sequence number: kept for replay under discord; per connection under rpc.
+    /// Its sequence number: kept for replay under discord; per connection under OpenClaw.
     pub seq: u64,
     /// The connection it was written on; `None` when the session waits to be resumed and
     /// will get it by replay.

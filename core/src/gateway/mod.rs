@@ -1,4 +1,4 @@
-//! The server side, sans-IO: a gateway that speaks the server half of the discord and rpc
+//! The server side, sans-IO: a gateway that speaks the server half of the discord and OpenClaw
 //! profiles over any number of sockets and keeps one session per peer in a
 //! [`Registry`], so a late close, a late frame or a late answer of a superseded socket can
 //! never act on the session that replaced it (S1 to S4).
@@ -14,8 +14,8 @@ mod auth;
 mod config;
 mod discord;
 mod event;
+mod openclaw;
 mod plain;
-mod rpc;
 mod sessions;
 mod wire;
 
@@ -34,7 +34,7 @@ pub use event::{
     Violation,
 };
 use sessions::Sessions;
-use wire::RpcIn;
+use wire::OpenClawIn;
 
 use crate::conn::ConnId;
 use crate::frame::Frame;
@@ -52,9 +52,9 @@ enum Phase {
 struct Conn {
     phase: Phase,
     nonce: Option<String>,
-    /// rpc: the last event sequence written on this connection.
+    /// OpenClaw: the last event sequence written on this connection (ticks included).
     events: u64,
-    /// rpc: when the next tick is due.
+    /// OpenClaw and plain: when the next tick (or ping) is due.
     tick: Option<Instant>,
     /// Heartbeats (or pings) acknowledged on this connection.
     acked: u64,
@@ -80,6 +80,7 @@ pub struct Gateway {
     events: VecDeque<GatewayEvent>,
     stats: GatewayStats,
     rng: fastrand::Rng,
+    epoch: Option<Instant>,
 }
 
 impl fmt::Debug for Gateway {
@@ -115,6 +116,7 @@ impl Gateway {
             events: VecDeque::new(),
             stats: GatewayStats::default(),
             rng: fastrand::Rng::with_seed(seed),
+            epoch: None,
         }
     }
 
@@ -135,7 +137,7 @@ impl Gateway {
     }
 
     /// A socket was accepted: its generation, never reused. The greeting (hello, or the
-    /// rpc challenge) is queued, and the handshake must complete within its timeout.
+    /// OpenClaw challenge) is queued, and the handshake must complete within its timeout.
     pub fn accept(&mut self, now: Instant) -> ConnId {
         let conn = self.registry.accept();
         let due = after(now, self.config.handshake_timeout);
@@ -148,12 +150,13 @@ impl Gateway {
         match self.config.profile {
             _ if self.faults.stall_hello => {}
             ServerProfile::Discord => self.write(conn, wire::hello(self.config.heartbeat_interval)),
-            ServerProfile::Rpc if self.config.challenge => {
-                let n = format!("{:016x}", self.rng.u64(..));
-                self.write(conn, wire::rpc_challenge(&n));
+            ServerProfile::OpenClaw => {
+                let n = format!("{:032x}", self.rng.u128(..));
+                let ts = self.clock_ms(now);
+                self.write(conn, wire::challenge(&n, ts));
                 nonce = Some(n);
             }
-            ServerProfile::Rpc | ServerProfile::Plain => {}
+            ServerProfile::Plain => {}
         }
         self.conns.insert(
             conn,
@@ -206,7 +209,7 @@ impl Gateway {
         };
         match self.config.profile {
             ServerProfile::Discord => self.discord_frame(conn, ready, text, now),
-            ServerProfile::Rpc => self.rpc_frame(conn, ready, text, now),
+            ServerProfile::OpenClaw => self.openclaw_frame(conn, ready, text, now),
             ServerProfile::Plain => {}
         }
         self.drain_registry();
@@ -246,12 +249,16 @@ impl Gateway {
             }
             self.ticks.remove(&(at, conn));
             let next = after(now, self.config.heartbeat_interval);
+            let ts = self.clock_ms(now);
             if let Some(state) = self.conns.get_mut(&conn) {
                 state.tick = Some(next);
                 self.ticks.insert((next, conn));
                 let tick = match self.config.profile {
                     ServerProfile::Plain => Frame::Ping(bytes::Bytes::new()),
-                    _ => wire::rpc_tick(),
+                    _ => {
+                        state.events += 1;
+                        wire::tick(state.events, ts)
+                    }
                 };
                 self.write(conn, tick);
             }
@@ -300,7 +307,7 @@ impl Gateway {
 
     /// Sends `peer` an event `name` with `data`: a numbered dispatch kept for replay
     /// (discord), so one sent while the session waits to be resumed is delivered on resume;
-    /// an rpc `event` otherwise.
+    /// an OpenClaw `event` otherwise.
     pub fn dispatch(
         &mut self,
         peer: &str,
@@ -330,13 +337,10 @@ impl Gateway {
                     conn: Some(conn),
                 })
             }
-            ServerProfile::Rpc => {
+            ServerProfile::OpenClaw => {
                 let conn = self.ready_conn(peer).ok_or(GatewayError::NotConnected)?;
-                let seq = self.conns.get_mut(&conn).map_or(0, |state| {
-                    state.events += 1;
-                    state.events
-                });
-                self.write(conn, wire::rpc_event(seq, name, data.get()));
+                let seq = self.next_seq(conn);
+                self.write(conn, wire::event(seq, name, data.get()));
                 Ok(Delivered {
                     seq,
                     conn: Some(conn),
@@ -345,7 +349,7 @@ impl Gateway {
         }
     }
 
-    /// Asks `peer` to run `method` (rpc). Bound to the peer's current connection: only an
+    /// Asks `peer` to run `method` (an OpenClaw `node.invoke.request`). Bound to the peer's current connection: only an
     /// answer on that connection completes it; it ends exactly once, with the answer,
     /// disconnected or timed out, in a [`GatewayEvent::Invoked`].
     pub fn invoke(
@@ -359,7 +363,7 @@ impl Gateway {
         match self.config.profile {
             ServerProfile::Discord => return Err(GatewayError::Unsupported("discord")),
             ServerProfile::Plain => return Err(GatewayError::Unsupported("plain")),
-            ServerProfile::Rpc => {}
+            ServerProfile::OpenClaw => {}
         }
         if timeout > crate::timer::MAX_DELAY {
             return Err(GatewayError::TimeoutTooLong);
@@ -374,7 +378,9 @@ impl Gateway {
                 InvokeError::NotConnected => GatewayError::NotConnected,
                 InvokeError::TooMany => GatewayError::TooManyInvokes,
             })?;
-        self.write(conn, wire::rpc_invoke(id.get(), method, params.get()));
+        let seq = self.next_seq(conn);
+        let frame = wire::invoke_request(seq, id.get(), peer, method, params.get(), timeout);
+        self.write(conn, frame);
         Ok(id)
     }
 
@@ -504,7 +510,7 @@ impl Gateway {
         }
         if matches!(
             self.config.profile,
-            ServerProfile::Rpc | ServerProfile::Plain
+            ServerProfile::OpenClaw | ServerProfile::Plain
         ) {
             let next = after(now, self.config.heartbeat_interval);
             state.tick = Some(next);
@@ -526,13 +532,15 @@ impl Gateway {
 
     fn closing_frame(&mut self, conn: ConnId, frame: Frame) {
         let answered = match (&frame, self.config.profile) {
-            (Frame::Text(text), ServerProfile::Rpc) => match wire::read_rpc(text.as_str()) {
-                Ok(RpcIn::Answer { invoke, answer }) => {
-                    self.answer(conn, invoke, answer, text);
-                    true
+            (Frame::Text(text), ServerProfile::OpenClaw) => {
+                match wire::read_openclaw(text.as_str()) {
+                    Ok(OpenClawIn::InvokeResult { invoke, answer, .. }) => {
+                        self.answer(conn, invoke, answer, text);
+                        true
+                    }
+                    _ => false,
                 }
-                _ => false,
-            },
+            }
             _ => false,
         };
         if !answered {
@@ -559,9 +567,27 @@ impl Gateway {
         self.close(conn, CloseWhy::Rejected);
     }
 
-    fn rejected_rpc(&mut self, conn: ConnId, id: &str, rejection: &Rejection) {
-        self.write(conn, wire::rpc_error(id, "UNAUTHORIZED", &rejection.reason));
+    fn rejected_openclaw(&mut self, conn: ConnId, id: &str, rejection: &Rejection) {
+        self.write(
+            conn,
+            wire::res_error(id, "INVALID_REQUEST", &rejection.reason),
+        );
         self.rejected(conn);
+    }
+
+    /// The next event sequence on `conn`: ticks and events share it, per connection.
+    fn next_seq(&mut self, conn: ConnId) -> u64 {
+        self.conns.get_mut(&conn).map_or(0, |state| {
+            state.events += 1;
+            state.events
+        })
+    }
+
+    /// Milliseconds on the gateway's own clock, from its first accept: the `ts` of
+    /// challenges and ticks.
+    fn clock_ms(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     fn bad_frame(&mut self, conn: ConnId, reason: String) {

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::event::RemoteError;
 use crate::frame::Frame;
-use crate::protocol::rpc::Envelope;
+use crate::protocol::openclaw::wire::{Envelope, WireError};
 
 /// Why a client frame could not be read. It never quotes the frame: a client's bytes may
 /// be a secret (a token where an object was due), and reasons reach logs.
@@ -131,98 +131,154 @@ pub(crate) fn ready_data(session_id: &str, resume_url: Option<&str>) -> String {
     d.to_string()
 }
 
-/// An rpc client frame.
-pub(crate) enum RpcIn<'a> {
+/// An OpenClaw client frame.
+pub(crate) enum OpenClawIn<'a> {
     Connect {
         params: Option<&'a RawValue>,
         id: &'a RawValue,
     },
-    Ping {
+    /// A node's `node.invoke.result`: the answer to one of our invokes.
+    InvokeResult {
         id: &'a RawValue,
+        invoke: Option<u64>,
+        answer: Result<InvokePayload<'a>, RemoteError>,
     },
     /// A request or event for the application.
     Application,
-    /// An answer to one of our invokes.
-    Answer {
-        invoke: Option<u64>,
-        answer: Result<&'a str, RemoteError>,
-    },
 }
 
-pub(crate) fn read_rpc(text: &str) -> Result<RpcIn<'_>, Malformed> {
+/// An invoke's result as a node sends it: raw JSON, or JSON text in `payloadJSON`.
+pub(crate) enum InvokePayload<'a> {
+    Raw(&'a str),
+    Text(String),
+}
+
+pub(crate) fn read_openclaw(text: &str) -> Result<OpenClawIn<'_>, Malformed> {
     let e: Envelope<'_> = serde_json::from_str(text).map_err(|e| unreadable("", &e))?;
     match e.kind.as_ref() {
         "req" => {
             let id = e.id.ok_or("request without id")?;
             match e.method.as_deref().ok_or("request without method")? {
-                "connect" => Ok(RpcIn::Connect {
+                "connect" => Ok(OpenClawIn::Connect {
                     params: e.params,
                     id,
                 }),
-                "ping" => Ok(RpcIn::Ping { id }),
-                _ => Ok(RpcIn::Application),
+                "node.invoke.result" => read_invoke_result(id, e.params),
+                _ => Ok(OpenClawIn::Application),
             }
         }
-        "event" => Ok(RpcIn::Application),
-        "res" => {
-            let id = e.id.ok_or("response without id")?;
-            let answer = match (e.ok, e.error) {
-                (Some(true), _) => Ok(e.payload.map_or("null", RawValue::get)),
-                (Some(false), Some(err)) => Err(err.into_remote()),
-                _ => return Err("response without ok, or an error without details".into()),
-            };
-            Ok(RpcIn::Answer {
-                invoke: serde_json::from_str::<u64>(id.get()).ok(),
-                answer,
-            })
-        }
+        "event" => Ok(OpenClawIn::Application),
         other => Err(format!("unknown frame type ({} bytes)", other.len())),
     }
 }
 
-pub(crate) fn rpc_challenge(nonce: &str) -> Frame {
+fn read_invoke_result<'a>(
+    id: &'a RawValue,
+    params: Option<&'a RawValue>,
+) -> Result<OpenClawIn<'a>, Malformed> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Params<'a> {
+        #[serde(borrow)]
+        id: Cow<'a, str>,
+        ok: bool,
+        #[serde(borrow, default)]
+        payload: Option<&'a RawValue>,
+        #[serde(default, rename = "payloadJSON")]
+        payload_json: Option<String>,
+        #[serde(default)]
+        error: Option<WireError>,
+    }
+    let params = params.ok_or("node.invoke.result without params")?;
+    let p: Params<'_> =
+        serde_json::from_str(params.get()).map_err(|e| unreadable("node.invoke.result: ", &e))?;
+    let answer = match (p.ok, p.payload_json, p.payload, p.error) {
+        (true, Some(text), _, _) => Ok(InvokePayload::Text(text)),
+        (true, None, payload, _) => Ok(InvokePayload::Raw(payload.map_or("null", RawValue::get))),
+        (false, _, _, Some(error)) => Err(error.to_remote()),
+        (false, _, _, None) => Err(RemoteError {
+            code: "UNAVAILABLE".into(),
+            message: "the node answered with neither a payload nor an error".into(),
+        }),
+    };
+    Ok(OpenClawIn::InvokeResult {
+        id,
+        invoke: p.id.parse::<u64>().ok(),
+        answer,
+    })
+}
+
+pub(crate) fn challenge(nonce: &str, ts: u64) -> Frame {
     Frame::text(format!(
-        "{{\"type\":\"event\",\"event\":\"connect.challenge\",\"payload\":{{\"nonce\":{}}}}}",
+        "{{\"type\":\"event\",\"event\":\"connect.challenge\",\"payload\":{{\"nonce\":{},\"ts\":{ts}}}}}",
         json_string(nonce)
     ))
 }
 
-pub(crate) fn rpc_ok(id: &str, payload: &str) -> Frame {
+pub(crate) fn res_ok(id: &str, payload: &str) -> Frame {
     Frame::text(format!(
         "{{\"type\":\"res\",\"id\":{id},\"ok\":true,\"payload\":{payload}}}"
     ))
 }
 
-pub(crate) fn rpc_error(id: &str, code: &str, message: &str) -> Frame {
+pub(crate) fn res_error(id: &str, code: &str, message: &str) -> Frame {
     let error = serde_json::json!({ "code": code, "message": message });
     Frame::text(format!(
         "{{\"type\":\"res\",\"id\":{id},\"ok\":false,\"error\":{error}}}"
     ))
 }
 
-pub(crate) fn rpc_welcome(tick: Duration) -> String {
-    format!(
-        "{{\"methods\":[\"ping\"],\"tick_interval_ms\":{}}}",
-        tick.as_millis()
-    )
+/// What the gateway grants at `connect`, in `hello-ok`'s shape.
+pub(crate) struct Grant<'a> {
+    pub(crate) conn_id: &'a str,
+    pub(crate) role: &'a str,
+    pub(crate) scopes: &'a serde_json::Value,
+    pub(crate) tick: Duration,
+    pub(crate) max_payload: usize,
 }
 
-pub(crate) fn rpc_tick() -> Frame {
-    Frame::text(crate::frame::Utf8Bytes::from_static(
-        "{\"type\":\"event\",\"event\":\"tick\"}",
-    ))
+pub(crate) fn hello_ok(grant: &Grant<'_>) -> String {
+    serde_json::json!({
+        "type": "hello-ok",
+        "protocol": 4,
+        "server": { "version": concat!("tether-", env!("CARGO_PKG_VERSION")), "connId": grant.conn_id },
+        "features": { "methods": [], "events": ["tick", "node.invoke.request"] },
+        "snapshot": {},
+        "auth": { "role": grant.role, "scopes": grant.scopes },
+        "policy": {
+            "maxPayload": grant.max_payload,
+            "maxBufferedBytes": grant.max_payload.saturating_mul(2),
+            "tickIntervalMs": u64::try_from(grant.tick.as_millis()).unwrap_or(u64::MAX),
+        },
+    })
+    .to_string()
 }
 
-pub(crate) fn rpc_event(seq: u64, name: &str, payload: &str) -> Frame {
+pub(crate) fn event(seq: u64, name: &str, payload: &str) -> Frame {
     Frame::text(format!(
         "{{\"type\":\"event\",\"event\":{},\"payload\":{payload},\"seq\":{seq}}}",
         json_string(name)
     ))
 }
 
-pub(crate) fn rpc_invoke(id: u64, method: &str, params: &str) -> Frame {
-    Frame::text(format!(
-        "{{\"type\":\"req\",\"id\":{id},\"method\":{},\"params\":{params}}}",
-        json_string(method)
-    ))
+pub(crate) fn tick(seq: u64, ts: u64) -> Frame {
+    event(seq, "tick", &format!("{{\"ts\":{ts}}}"))
+}
+
+pub(crate) fn invoke_request(
+    seq: u64,
+    id: u64,
+    node: &str,
+    command: &str,
+    params: &str,
+    timeout: Duration,
+) -> Frame {
+    let payload = serde_json::json!({
+        "id": id.to_string(),
+        "nodeId": node,
+        "command": command,
+        "paramsJSON": params,
+        "timeoutMs": u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+    });
+    event(seq, "node.invoke.request", &payload.to_string())
 }

@@ -6,10 +6,13 @@ use std::time::{Duration, Instant};
 use super::Client;
 use super::state::State;
 use super::transitions::Trigger;
-use crate::error::{CallError, RequestError, RequestErrorKind, SendError, SendErrorKind};
+use crate::error::{
+    AnswerError, CallError, RequestError, RequestErrorKind, SendError, SendErrorKind,
+};
 use crate::event::{ReconnectMode, RequestId, ReturnReason, SendId};
 use crate::frame::Frame;
 use crate::outbound::{Item, Queued};
+use crate::peer_calls::CallId;
 use crate::protocol::Protocol;
 
 /// How a send is to be treated while it waits.
@@ -113,6 +116,9 @@ impl<P: Protocol> Client<P> {
         if options.ttl.is_some_and(|ttl| ttl > crate::timer::MAX_DELAY) {
             return refuse(SendErrorKind::TtlTooLong, frame);
         }
+        if self.over_peer_limit(&frame) {
+            return refuse(SendErrorKind::OverPeerLimit, frame);
+        }
         self.next_send += 1;
         let id = SendId(self.next_send);
         let item = Queued {
@@ -175,6 +181,13 @@ impl<P: Protocol> Client<P> {
         let deadline = crate::timer::after(now, timeout);
         let id = self.requests.register(deadline);
         let frame = self.profile.encode_request(id, request);
+        if self.over_peer_limit(&frame) {
+            self.requests.forget(id);
+            return Err(RequestError {
+                kind: RequestErrorKind::OverPeerLimit,
+                frame: Some(frame),
+            });
+        }
         let item = Queued {
             item: Item::Request(id),
             frame,
@@ -199,6 +212,51 @@ impl<P: Protocol> Client<P> {
                 })
             }
         }
+    }
+
+    /// Answers the peer's call `id` ([`Event::Call`](crate::Event::Call)) on the connection
+    /// that carried it. Refused, and written nowhere, when that connection has ended
+    /// ([`AnswerError::Stale`]: the peer that asked no longer waits, and the current
+    /// connection never asked), when the call was answered or expired already, or when the
+    /// answer is larger than the peer accepts.
+    pub fn answer(
+        &mut self,
+        id: CallId,
+        answer: P::Answer,
+        now: Instant,
+    ) -> Result<(), AnswerError> {
+        let now = self.advance(now);
+        if self.refuse_if_stopped().is_err() {
+            return Err(AnswerError::Stopped);
+        }
+        if self.state.live_conn() != Some(id.conn()) {
+            return Err(AnswerError::Stale);
+        }
+        let Some(key) = self.peer_calls.take(id) else {
+            return Err(AnswerError::NotPending);
+        };
+        self.arm_call_timer();
+        let Some(frame) = self.profile.encode_answer(&key, answer) else {
+            return Err(AnswerError::Unsupported);
+        };
+        if self.over_peer_limit(&frame) {
+            // The peer still waits: it hears that the call went unanswered, not nothing.
+            self.stats.calls_unanswered += 1;
+            if let Some(frame) = self.profile.encode_unanswered(&key) {
+                self.write_control(id.conn(), frame, now);
+            }
+            return Err(AnswerError::OverPeerLimit);
+        }
+        self.stats.calls_answered += 1;
+        self.write_control(id.conn(), frame, now);
+        Ok(())
+    }
+
+    /// Whether `frame` is larger than the peer said it accepts.
+    pub(super) fn over_peer_limit(&self, frame: &Frame) -> bool {
+        self.profile
+            .max_frame()
+            .is_some_and(|max| frame.len() > max)
     }
 
     /// Beats now and judges the peer within one ack timeout: for an application that

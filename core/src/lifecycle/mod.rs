@@ -16,6 +16,7 @@ use crate::event::{Event, Phase, Reason, StopReason};
 use crate::heartbeat::Heartbeat;
 use crate::input::Input;
 use crate::outbound::OutboundQueue;
+use crate::peer_calls::PeerCalls;
 use crate::protocol::Protocol;
 use crate::ratelimit::RateLimiter;
 use crate::requests::Requests;
@@ -88,6 +89,7 @@ pub struct Client<P: Protocol> {
     outbound: OutboundQueue,
     limiter: RateLimiter,
     requests: Requests,
+    peer_calls: PeerCalls,
     commands: VecDeque<Command>,
     events: VecDeque<Event<P::Message, P::Response>>,
     stats: Stats,
@@ -114,6 +116,7 @@ impl<P: Protocol> Client<P> {
             timers: DeadlineTable::default(),
             limiter: RateLimiter::default(),
             requests: Requests::default(),
+            peer_calls: PeerCalls::default(),
             commands: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -166,6 +169,12 @@ impl<P: Protocol> Client<P> {
     /// Requests waiting for their outcome (never more than `max_pending_requests`).
     pub fn pending_requests(&self) -> usize {
         self.requests.len()
+    }
+
+    /// Calls of the peer's waiting for the application's answer (all of the current
+    /// connection: the others ended with theirs).
+    pub fn pending_calls(&self) -> usize {
+        self.peer_calls.len()
     }
 
     // ---- handlers
@@ -222,6 +231,7 @@ impl<P: Protocol> Client<P> {
                 Timer::RateLimit => self.pump_queue(now),
                 Timer::SendExpiry => self.expire_sends(now),
                 Timer::Request => self.expire_requests(now),
+                Timer::PeerCall => self.expire_calls(now),
                 phase => self.step(Trigger::Expired(phase), now),
             }
         }

@@ -25,6 +25,11 @@ impl<P: Protocol> Client<P> {
         if let Some(ack) = self.heartbeat.frame_arrived(now, &mut self.timers) {
             self.count_ack(ack);
         }
+        // A ping is the transport's (the adapter answers it): it shows the peer alive, as
+        // every frame does, and means nothing to a profile.
+        if matches!(frame, Frame::Ping(_)) {
+            return;
+        }
         match self.profile.on_frame(frame) {
             Inbound::Message(message) => self.events.push_back(Event::Message { conn, message }),
             Inbound::Hello => self.step(Trigger::Hello, now),
@@ -51,13 +56,29 @@ impl<P: Protocol> Client<P> {
                     self.beat(now, false);
                 }
             }
-            Inbound::Response { id, result } => self.answer(conn, id, result),
+            Inbound::Response { id, result } => self.complete_request(conn, id, result),
             Inbound::Reconnect => self.step(Trigger::ServerReconnect, now),
             Inbound::InvalidSession { resumable, wait } => {
                 if !resumable {
                     self.profile.clear_resume();
                 }
                 self.step(Trigger::InvalidSession { resumable, wait }, now);
+            }
+            Inbound::Refused { refusal, message } => {
+                if let Some(message) = message {
+                    self.events.push_back(Event::Message { conn, message });
+                }
+                self.step(Trigger::Refused(refusal), now);
+            }
+            Inbound::Call {
+                key,
+                answer_within,
+                message,
+            } => {
+                let deadline = crate::peer_calls::answer_by(now, answer_within);
+                let id = self.peer_calls.register(conn, key, deadline);
+                self.arm_call_timer();
+                self.events.push_back(Event::Call { id, message });
             }
             Inbound::Ignored => {}
             Inbound::Error(error) => self.protocol_error(conn, error, now),
@@ -182,6 +203,12 @@ impl<P: Protocol> Client<P> {
                 }
             });
             let Some(queued) = next else { break };
+            // Queued before the peer said how large a frame it takes: never written to be
+            // closed for. A send comes back; a request ends unsent.
+            if self.over_peer_limit(&queued.frame) {
+                self.refuse_over_limit(queued);
+                continue;
+            }
             match queued.item {
                 Item::Send(_) => self.stats.frames_sent += 1,
                 Item::Request(id) => self.requests.written(id, conn),
@@ -193,6 +220,24 @@ impl<P: Protocol> Client<P> {
             });
         }
         self.arm_send_expiry();
+    }
+
+    fn refuse_over_limit(&mut self, queued: Queued) {
+        match queued.item {
+            Item::Send(id) => {
+                self.stats.frames_returned += 1;
+                let reason = crate::event::ReturnReason::Refused(SendErrorKind::OverPeerLimit);
+                self.events.push_back(returned(id, queued.frame, reason));
+            }
+            Item::Request(id) => {
+                self.requests.forget(id);
+                self.arm_request_timer();
+                self.events.push_back(Event::Response {
+                    id,
+                    outcome: Outcome::NotSent,
+                });
+            }
+        }
     }
 
     pub(super) fn expire_sends(&mut self, now: Instant) {
@@ -216,7 +261,7 @@ impl<P: Protocol> Client<P> {
 
     // ---- requests (F14)
 
-    fn answer(
+    fn complete_request(
         &mut self,
         conn: ConnId,
         id: RequestId,
@@ -265,6 +310,37 @@ impl<P: Protocol> Client<P> {
         });
         self.outbound.remove_requests();
         self.arm_request_timer();
+    }
+
+    /// Answers, for the application, every call left unanswered until just before the
+    /// peer's timeout.
+    pub(super) fn expire_calls(&mut self, now: Instant) {
+        let live = self.state.live_conn();
+        let mut due = Vec::new();
+        self.peer_calls.expire(now, |id, key| due.push((id, key)));
+        for (id, key) in due {
+            self.stats.calls_unanswered += 1;
+            if live == Some(id.conn()) {
+                if let Some(frame) = self.profile.encode_unanswered(&key) {
+                    self.write_control(id.conn(), frame, now);
+                }
+            }
+        }
+        self.arm_call_timer();
+    }
+
+    /// The calls `conn` carried can no longer be answered.
+    pub(super) fn end_calls_of(&mut self, conn: ConnId) {
+        let dropped = self.peer_calls.connection_ended(conn);
+        self.stats.calls_unanswered += dropped as u64;
+        self.arm_call_timer();
+    }
+
+    pub(super) fn arm_call_timer(&mut self) {
+        match self.peer_calls.next_deadline() {
+            Some(at) => self.timers.set(Timer::PeerCall, at),
+            None => self.timers.stop(Timer::PeerCall),
+        }
     }
 
     pub(super) fn arm_request_timer(&mut self) {

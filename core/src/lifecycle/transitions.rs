@@ -9,7 +9,7 @@ use crate::command::Command;
 use crate::conn::ConnId;
 use crate::event::{Event, ProtocolError, Reason, ReconnectMode, StopReason, Transition};
 use crate::input::{CloseCause, OpenError, OpenErrorKind};
-use crate::protocol::{CloseClass, CloseIntent, OnOpen, Protocol};
+use crate::protocol::{CloseClass, CloseIntent, OnOpen, Protocol, Refusal};
 use crate::timer::{DeadlineTable, Timer, after};
 
 /// Something that may move the machine: a user call, a socket event of the current (or
@@ -33,6 +33,8 @@ pub(super) enum Trigger {
         resumable: bool,
         wait: (Duration, Duration),
     },
+    /// The peer refused the handshake.
+    Refused(Refusal),
     /// The peer did not acknowledge a heartbeat (or a probe) in time, or fell silent.
     Unresponsive(Reason),
     /// The peer broke the protocol beyond what the connection survives.
@@ -57,10 +59,12 @@ enum View {
 }
 
 /// How a socket is left.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Exit {
     /// Close handshake first; abort at the drain timeout.
     Close(CloseIntent),
+    /// The same, with a close frame the profile chose.
+    CloseWith(crate::frame::CloseFrame),
     /// Drop it at once (it is dead, or not open yet).
     Abort,
 }
@@ -269,13 +273,49 @@ impl<P: Protocol> Client<P> {
                 );
             }
             // F12: the peer is gone; a close handshake would only wait for it. Abort and
-            // resume, exactly once: leaving clears the heartbeat deadlines.
+            // resume, exactly once: leaving clears the heartbeat deadlines. A profile whose
+            // peers expect to be told gets its close frame out first, the drain bounded.
             T::Unresponsive(reason) => {
                 let pace = self.pace_after_loss(now);
+                let exit = match self.profile.unresponsive_close() {
+                    Some(frame) => Exit::CloseWith(frame),
+                    None => Exit::Abort,
+                };
                 self.leave(
                     conn,
-                    Exit::Abort,
+                    exit,
                     Then::Reconnect(Plan::new(pace, reason.clone())),
+                    reason,
+                    now,
+                );
+            }
+            // The peer refused the handshake and said what would help: waiting (its hint a
+            // floor on the backoff), waiting on a person at a slow pace, or nothing.
+            T::Refused(refusal) => {
+                let (then, reason) = match refusal {
+                    Refusal::Retry { error, after } => {
+                        let reason = Reason::Refused(error);
+                        let plan = Plan {
+                            pace: Pace::Backoff,
+                            reason: reason.clone(),
+                            retry_after: after,
+                        };
+                        (Then::Reconnect(plan), reason)
+                    }
+                    Refusal::Await { error, wait } => {
+                        let reason = Reason::Refused(error);
+                        let plan = Plan::new(Pace::Within(wait.0, wait.1), reason.clone());
+                        (Then::Reconnect(plan), reason)
+                    }
+                    Refusal::Stop(error) => (
+                        Then::Stop(StopReason::Refused(error.clone())),
+                        Reason::Refused(error),
+                    ),
+                };
+                self.leave(
+                    conn,
+                    Exit::Close(CloseIntent::Reconnect(ReconnectMode::Fresh)),
+                    then,
                     reason,
                     now,
                 );
@@ -462,15 +502,19 @@ impl<P: Protocol> Client<P> {
         let was_ready = matches!(self.state, State::Ready { .. });
         self.timers.stop_connection();
         self.heartbeat.reset();
-        let aborted = match exit {
-            Exit::Close(intent) => {
-                let frame = self.profile.close_frame(intent);
+        let close = match exit {
+            Exit::Close(intent) => Some(self.profile.close_frame(intent)),
+            Exit::CloseWith(frame) => Some(frame),
+            Exit::Abort => None,
+        };
+        let aborted = match close {
+            Some(frame) => {
                 self.commands.push_back(Command::Close { conn, frame });
                 self.timers
                     .set(Timer::Drain, after(now, self.config.drain_timeout));
                 false
             }
-            Exit::Abort => {
+            None => {
                 self.commands.push_back(Command::Abort { conn });
                 self.timers
                     .set(Timer::AbortGrace, after(now, self.config.abort_grace));
@@ -496,6 +540,7 @@ impl<P: Protocol> Client<P> {
     /// F14: what the connection carried ends with it; the profile learns how it went.
     fn connection_ended(&mut self, conn: ConnId, was_ready: bool) {
         self.end_requests_of(conn);
+        self.end_calls_of(conn);
         self.profile.on_connection_end(was_ready);
     }
 
@@ -543,12 +588,16 @@ impl<P: Protocol> Client<P> {
         self.connection_ended(conn, was_ready);
         match class {
             CloseClass::Fatal => self.stop(StopReason::Fatal(cause), reason),
-            CloseClass::Fresh => {
-                self.profile.clear_resume();
-                self.reconnect_after(Plan::new(pace, reason.clone()), reason, now);
-            }
-            CloseClass::Resume => {
-                self.reconnect_after(Plan::new(pace, reason.clone()), reason, now);
+            CloseClass::Fresh | CloseClass::Resume => {
+                if class == CloseClass::Fresh {
+                    self.profile.clear_resume();
+                }
+                let plan = Plan {
+                    pace,
+                    reason: reason.clone(),
+                    retry_after: self.profile.retry_hint(),
+                };
+                self.reconnect_after(plan, reason, now);
             }
         }
     }
@@ -639,6 +688,7 @@ impl<P: Protocol> Client<P> {
     /// Terminal. What was never sent is handed back first; `Stopped` is the last event.
     fn stop(&mut self, stop: StopReason, reason: Reason) {
         self.timers = DeadlineTable::default();
+        self.peer_calls.clear();
         self.heartbeat.reset();
         self.hand_back_everything();
         self.transition(State::Stopped(stop.clone()), reason, None);

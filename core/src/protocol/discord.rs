@@ -20,7 +20,8 @@ use crate::protocol::{
     CloseClass, CloseIntent, InSequence, Inbound, Liveness, OnOpen, Protocol, RateLimit, Sequence,
 };
 
-/// A bot token. Its `Debug` and `Display` never show it.
+/// A secret credential: a bot token, a gateway token, a device token, a password. Its
+/// `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
 
@@ -447,6 +448,7 @@ impl Protocol for Discord {
     type Message = Dispatch;
     type Request = Never;
     type Response = Never;
+    type Answer = std::convert::Infallible;
 
     fn endpoint(&self) -> Endpoint {
         match &self.session {

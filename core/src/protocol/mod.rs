@@ -11,12 +11,12 @@ use crate::command::Endpoint;
 use std::borrow::Cow;
 
 use crate::event::{ProtocolError, ReconnectMode, RemoteError, RequestId};
-use crate::frame::{CloseFrame, Frame};
+use crate::frame::{CloseFrame, Frame, Utf8Bytes};
 use crate::input::CloseCause;
 
 pub mod discord;
+pub mod openclaw;
 pub mod plain;
-pub mod rpc;
 
 /// A session protocol spoken over the WebSocket.
 ///
@@ -33,6 +33,10 @@ pub trait Protocol {
     type Request;
     /// What a successful response carries.
     type Response;
+    /// What the application answers a call of the peer's with
+    /// ([`Client::answer`](crate::Client::answer)). Profiles whose peers make no calls use
+    /// [`std::convert::Infallible`].
+    type Answer;
 
     /// Where the next socket should connect (a resume URL, for example).
     fn endpoint(&self) -> Endpoint {
@@ -90,6 +94,41 @@ pub trait Protocol {
 
     /// The outbound rate limit the peer enforces per connection, if any.
     fn rate_limit(&self) -> Option<RateLimit> {
+        None
+    }
+
+    /// The largest frame the peer accepts, as far as it has said: a larger send or request
+    /// is refused before it is written, rather than written to be closed for.
+    fn max_frame(&self) -> Option<usize> {
+        None
+    }
+
+    /// The frame answering the peer's call `call` (the key given in [`Inbound::Call`]).
+    /// `None`: the profile has no calls.
+    fn encode_answer(&mut self, call: &Utf8Bytes, answer: Self::Answer) -> Option<Frame> {
+        let _ = (call, answer);
+        None
+    }
+
+    /// The frame the machine writes for a call the application left unanswered until just
+    /// before the peer's timeout, so the peer never waits it out.
+    fn encode_unanswered(&mut self, call: &Utf8Bytes) -> Option<Frame> {
+        let _ = call;
+        None
+    }
+
+    /// The close frame to leave an unresponsive peer with (a missed heartbeat, silence past
+    /// its bound), for protocols whose peers expect to be told. `None`: the socket is
+    /// aborted at once, since a close handshake would only wait for a dead peer. With a
+    /// frame, the close handshake is bounded by the drain timeout like any other.
+    fn unresponsive_close(&self) -> Option<CloseFrame> {
+        None
+    }
+
+    /// How long the peer said to wait before the next connection, learnt on the connection
+    /// that just closed (a restart announced with its expected duration): a floor on the
+    /// next delay, within the configured `retry_after_max`.
+    fn retry_hint(&self) -> Option<Duration> {
         None
     }
 }
@@ -153,10 +192,51 @@ pub enum Inbound<M, R> {
         /// How long to wait before the next attempt, drawn uniformly from this range.
         wait: (Duration, Duration),
     },
+    /// The peer refused the handshake, and said whether and when to try again.
+    Refused {
+        /// What to do about it.
+        refusal: Refusal,
+        /// A message to hand to the application as well (a pairing request to approve).
+        message: Option<M>,
+    },
+    /// The peer asks the application something, to be answered on this connection within
+    /// `answer_within`; the machine answers with
+    /// [`Protocol::encode_unanswered`] once that has passed.
+    Call {
+        /// What the profile needs to answer it (its wire id, say): opaque to the machine.
+        key: Utf8Bytes,
+        /// How long the peer waits for the answer.
+        answer_within: Duration,
+        /// The call, for the application.
+        message: M,
+    },
     /// A frame the profile consumed with no effect on the session.
     Ignored,
     /// A frame that broke the protocol: counted and reported; fatal ones end the connection.
     Error(ProtocolError),
+}
+
+/// A handshake the peer refused: what the session does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A passing condition (the peer is starting up): a new socket after the backoff, and
+    /// not before `after` when the peer said.
+    Retry {
+        /// The peer's error.
+        error: RemoteError,
+        /// The peer's wait, a floor on the next delay.
+        after: Option<Duration>,
+    },
+    /// Waiting on a person (a pairing to approve): a new socket within `wait`, a slow
+    /// pace, so a pending approval never becomes a hot loop.
+    Await {
+        /// The peer's error.
+        error: RemoteError,
+        /// The range the next delay is drawn from (the backoff, if longer).
+        wait: (Duration, Duration),
+    },
+    /// Retrying cannot help (bad credentials, a protocol the peer does not speak): stop.
+    Stop(RemoteError),
 }
 
 /// What a close of the current socket means for the session.

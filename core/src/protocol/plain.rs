@@ -105,6 +105,7 @@ impl Protocol for Plain {
     type Message = Frame;
     type Request = std::convert::Infallible;
     type Response = std::convert::Infallible;
+    type Answer = std::convert::Infallible;
 
     fn on_open(&mut self) -> OnOpen {
         OnOpen::Ready

@@ -29,6 +29,7 @@ impl Protocol for HelloProfile {
     type Message = Frame;
     type Request = std::convert::Infallible;
     type Response = std::convert::Infallible;
+    type Answer = std::convert::Infallible;
 
     fn on_open(&mut self) -> OnOpen {
         self.interval = None;

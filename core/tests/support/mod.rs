@@ -76,6 +76,8 @@ pub struct Sim<P: Protocol> {
     pub t0: Instant,
     pub now: Instant,
     pub net: Net,
+    /// Every call of the peer's the machine surfaced, in order.
+    pub calls: Vec<tether_core::CallId>,
     checker: ClientChecker,
     log: Vec<Out<P::Message, P::Response>>,
     scheduled: BTreeMap<(Instant, u64), Input>,
@@ -138,6 +140,7 @@ where
             t0,
             now: t0,
             net: Net::default(),
+            calls: Vec::new(),
             log: Vec::new(),
             scheduled: BTreeMap::new(),
             seq: 0,
@@ -212,6 +215,17 @@ where
         if let Ok(id) = r {
             self.checker.request_made(id).unwrap();
         }
+        self.drain();
+        r
+    }
+
+    pub fn answer(
+        &mut self,
+        id: tether_core::CallId,
+        answer: P::Answer,
+    ) -> Result<(), tether_core::AnswerError> {
+        self.checker.call(Call::Other);
+        let r = self.client.answer(id, answer, self.now);
         self.drain();
         r
     }
@@ -379,6 +393,11 @@ where
             .unwrap_or_else(|v| panic!("{v}"));
         for command in &commands {
             self.play_adapter(command);
+        }
+        for event in &events {
+            if let Event::Call { id, .. } = event {
+                self.calls.push(*id);
+            }
         }
         self.log.extend(commands.into_iter().map(Out::Cmd));
         self.log.extend(events.into_iter().map(Out::Ev));
