@@ -1,11 +1,14 @@
 //! The loopback conformance suite: a scripted server that speaks the server side of the
-//! plain, discord and rpc profiles with faults on demand, a TCP fault proxy, and scenarios
-//! `c01`..`c13` written against any adapter.
+//! plain, discord and OpenClaw profiles with faults on demand, a TCP fault proxy, scenarios
+//! `c01`..`c13` written against any adapter, and (feature `interop`) the real OpenClaw
+//! gateway as a peer.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod adapter;
 pub mod auth;
 pub mod hostile_client;
+#[cfg(feature = "interop")]
+pub mod interop;
 pub mod proxy;
 pub mod raw;
 pub mod scenarios;
