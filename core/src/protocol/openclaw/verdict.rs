@@ -85,8 +85,10 @@ pub enum CloseVerdict {
     /// it refused, a slow consumer). Reconnect after the backoff: a refusal that retrying
     /// cannot mend arrives as an error answer to `connect`, read first.
     Policy,
-    /// 4001: the connection's authority changed (its device token rotated or revoked, its
-    /// pairing changed). Reconnect with the device token forgotten.
+    /// 4001: the connection's authority changed (the gateway's auth, a rotated or revoked
+    /// device token, a client invalidated). Reconnect: the next connect authenticates
+    /// afresh, and a device token the gateway no longer takes is refused there
+    /// (`AUTH_DEVICE_TOKEN_MISMATCH`) and forgotten.
     AuthChanged,
     /// Any other close, or the socket lost: reconnect.
     Lost,
