@@ -799,3 +799,28 @@ fn o_the_builder_refuses_what_cannot_work() {
     assert!(refused(b().client(client)));
     assert!(!refused(b()));
 }
+
+#[test]
+fn f11_no_challenge_within_the_hello_deadline_replaces_the_connection() {
+    let mut sim = sim_with(test_config().build().unwrap(), node());
+    sim.connect().unwrap();
+    sim.opened(1);
+    sim.take();
+    // The gateway accepted the socket and never challenged: nothing was written, and the
+    // hello deadline (5 s here) replaces the connection.
+    sim.elapse(ms(4_999));
+    sim.assert_quiet();
+    sim.elapse(ms(1));
+    let out = sim.take();
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            support::Out::Ev(E::Disconnected {
+                reason: Reason::HelloTimeout,
+                ..
+            })
+        )),
+        "{out:?}"
+    );
+    assert!(sent(&out).is_empty(), "no connect without a challenge");
+}
