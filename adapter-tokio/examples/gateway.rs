@@ -8,10 +8,8 @@
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use tether_core::gateway::{
-    Credentials, GatewayConfig, GatewayEvent, PeerId, Rejection, ServerProfile,
-};
-use tether_core::registry::Presence;
+use tether_gateway::registry::Presence;
+use tether_gateway::{Credentials, GatewayConfig, GatewayEvent, PeerId, Rejection, ServerProfile};
 use tether_tokio::gateway::{GatewayOptions, serve};
 
 #[tokio::main]

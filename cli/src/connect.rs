@@ -247,10 +247,7 @@ where
                 let Some(event) = event else { return Ok(false) };
                 show(&timeline, json, &event);
                 if let Event::Stopped { reason } = event {
-                    if reason != StopReason::Shutdown {
-                        eprintln!("tether connect: stopped: {reason}");
-                    }
-                    return Ok(matches!(reason, StopReason::Shutdown));
+                    return Ok(stopped(&reason));
                 }
             }
             line = stdin.next_line(), if input_open => match line {
@@ -276,7 +273,16 @@ where
     }
 }
 
-fn start_shutdown<P: Profile>(handle: &Handle<P>) {
+/// Says why the session stopped, unless it was asked to; whether it was.
+pub(crate) fn stopped(reason: &StopReason) -> bool {
+    if *reason != StopReason::Shutdown {
+        eprintln!("tether connect: stopped: {reason}");
+    }
+    *reason == StopReason::Shutdown
+}
+
+/// Shuts the client down without waiting; its `Stopped` event ends the session.
+pub(crate) fn start_shutdown<P: Profile>(handle: &Handle<P>) {
     let handle = handle.clone();
     tokio::spawn(async move {
         let unsent = handle.shutdown().await;
@@ -286,7 +292,13 @@ fn start_shutdown<P: Profile>(handle: &Handle<P>) {
     });
 }
 
-fn show<M: Shown, R: std::fmt::Debug>(timeline: &Timeline, json: bool, event: &Event<M, R>) {
+/// Shows an event: a JSON line on stdout with `json`, else messages on stdout and the rest
+/// as timeline lines on stderr.
+pub(crate) fn show<M: Shown, R: std::fmt::Debug>(
+    timeline: &Timeline,
+    json: bool,
+    event: &Event<M, R>,
+) {
     if json {
         if let Some(line) = event_json(event) {
             println!("{line}");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tether_core::Frame;
-use tether_core::gateway::{
+use tether_gateway::{
     Credentials, Faults, GatewayConfig, GatewayEvent, PeerId, Rejection, ServerProfile,
 };
 use tether_tokio::gateway::{GatewayHandle, GatewayOptions, serve};
@@ -160,7 +160,7 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
 
 /// One line about a gateway event.
 pub fn describe(event: &GatewayEvent) -> String {
-    use tether_core::registry::Presence;
+    use tether_gateway::registry::Presence;
     match event {
         GatewayEvent::Presence {
             peer,

@@ -17,12 +17,12 @@ use serde_json::{Value, json};
 use tether_core::protocol::openclaw::{
     DeviceIdentity, InvokeAnswer, OpenClaw, OpenClawMessage, OpenClawRequest, Role,
 };
-use tether_core::{CallId, Config, Event, Outcome, StopReason, Token};
+use tether_core::{CallId, Config, Event, Outcome, Token};
 use tether_tokio::{Events, Handle};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::connect::{ConnectArgs, ConnectFailure, usage};
-use crate::report::{Shown, Timeline, event_json, event_line};
+use crate::connect::{ConnectArgs, ConnectFailure, start_shutdown, stopped, usage};
+use crate::report::Timeline;
 
 /// The role `--role` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -199,10 +199,7 @@ async fn session(
                 }
                 show(&timeline, json, &event);
                 if let Event::Stopped { reason } = event {
-                    if reason != StopReason::Shutdown {
-                        eprintln!("tether connect: stopped: {reason}");
-                    }
-                    return Ok(matches!(reason, StopReason::Shutdown));
+                    return Ok(stopped(&reason));
                 }
             }
             line = stdin.next_line(), if input_open => match line {
@@ -293,13 +290,6 @@ fn response_line(
     }
 }
 
-fn start_shutdown(handle: &Handle<OpenClaw>) {
-    let handle = handle.clone();
-    tokio::spawn(async move {
-        let _ = handle.shutdown().await;
-    });
-}
-
 /// Invokes and pairing requests always go to stdout as JSON lines (a script reads them);
 /// the rest as `tether connect` shows it.
 fn show(timeline: &Timeline, json: bool, event: &Event<OpenClawMessage, tether_core::Utf8Bytes>) {
@@ -311,15 +301,5 @@ fn show(timeline: &Timeline, json: bool, event: &Event<OpenClawMessage, tether_c
                 ..
             }
     );
-    if json || always_json {
-        if let Some(line) = event_json(event) {
-            println!("{line}");
-        }
-        return;
-    }
-    if let Event::Message { message, .. } = event {
-        println!("{}", message.text());
-    } else if let Some((tone, text)) = event_line(event) {
-        eprintln!("{}", timeline.line(tone, &text));
-    }
+    crate::connect::show(timeline, json || always_json, event);
 }

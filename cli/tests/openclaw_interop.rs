@@ -482,6 +482,31 @@ async fn o05_node_reconnect_during_an_invoke() {
     );
 }
 
+/// Reads JSON lines until one whose `event` is `event` (within a minute), keeping every
+/// line read in `seen`.
+async fn read_until(
+    lines: &mut tokio::io::Lines<BufReader<impl tokio::io::AsyncRead + Unpin>>,
+    event: &str,
+    seen: &mut String,
+) -> Value {
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            let value: Value = serde_json::from_str(&line).unwrap_or_default();
+            if value["event"] == event {
+                return Some(value);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(value)) => value,
+        _ => panic!("no {event} line: {seen}"),
+    }
+}
+
 /// o06: the `tether` command as a node (its device file created on first use) and as an
 /// operator, with debug logs on, through a whole invoke round trip: none of the shared
 /// token, the private key or the device token appears in anything it printed.
@@ -559,19 +584,7 @@ async fn o06_no_secret_in_any_output() {
         .await
         .unwrap();
     // The node prints the invoke as a JSON line; a script answers it on stdin.
-    let request = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            seen.push_str(&line);
-            seen.push('\n');
-            let value: Value = serde_json::from_str(&line).unwrap_or_default();
-            if value["event"] == "invoke" {
-                return value;
-            }
-        }
-        panic!("the node ended before the invoke: {seen}");
-    })
-    .await
-    .expect("the invoke reached the node");
+    let request = read_until(&mut lines, "invoke", &mut seen).await;
     assert_eq!(request["params"], json!({"x": 6}));
     let answer = json!({"id": request["id"], "ok": true, "payload": {"six": 6}});
     stdin
@@ -581,19 +594,7 @@ async fn o06_no_secret_in_any_output() {
     // The operator prints the response; then both leave gracefully at end of input.
     let mut op_lines = BufReader::new(operator.stdout.take().unwrap()).lines();
     let mut op_seen = String::new();
-    let response = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = op_lines.next_line().await.unwrap() {
-            op_seen.push_str(&line);
-            op_seen.push('\n');
-            let value: Value = serde_json::from_str(&line).unwrap_or_default();
-            if value["event"] == "response" {
-                return value;
-            }
-        }
-        panic!("the operator ended before the response: {op_seen}");
-    })
-    .await
-    .expect("the operator got its response");
+    let response = read_until(&mut op_lines, "response", &mut op_seen).await;
     assert_eq!(response["ok"], true, "{response}");
     assert_eq!(
         response["payload"]["payload"],

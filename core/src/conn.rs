@@ -28,18 +28,21 @@ impl fmt::Display for ConnId {
     }
 }
 
-/// Hands out `ConnId`s in strictly increasing order.
-#[derive(Debug, Clone)]
-pub(crate) struct ConnIds {
+/// Hands out `ConnId`s in strictly increasing order, never the same twice: the generations
+/// of a client's sockets, or of the connections a server accepts.
+#[derive(Debug, Clone, Default)]
+pub struct ConnIds {
     last: u64,
 }
 
 impl ConnIds {
-    pub(crate) fn new() -> Self {
+    /// None handed out yet; the first is `ConnId` 1.
+    pub fn new() -> Self {
         Self { last: 0 }
     }
 
-    pub(crate) fn next(&mut self) -> ConnId {
+    /// The next generation.
+    pub fn issue(&mut self) -> ConnId {
         // u64 cannot be exhausted by sockets opened one at a time; saturate rather than wrap
         // so an id is never reused even in theory.
         self.last = self.last.saturating_add(1);
@@ -47,7 +50,7 @@ impl ConnIds {
     }
 
     /// Whether `conn` was ever handed out.
-    pub(crate) fn issued(&self, conn: ConnId) -> bool {
+    pub fn issued(&self, conn: ConnId) -> bool {
         conn.0 >= 1 && conn.0 <= self.last
     }
 }

@@ -82,7 +82,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// The first of `counts` (field, value, largest allowed) over its bound, as an error.
-    pub(crate) fn check_at_most(counts: &[(&'static str, usize, usize)]) -> Result<(), Self> {
+    pub fn check_at_most(counts: &[(&'static str, usize, usize)]) -> Result<(), Self> {
         match counts.iter().find(|(_, value, max)| value > max) {
             Some(&(field, value, max)) => Err(Self::TooLarge {
                 field,

@@ -55,14 +55,12 @@ mod conn;
 mod error;
 mod event;
 mod frame;
-pub mod gateway;
 mod heartbeat;
 mod input;
 mod lifecycle;
 mod outbound;
 mod peer_calls;
 mod ratelimit;
-pub mod registry;
 mod requests;
 mod stats;
 mod timer;
@@ -77,7 +75,7 @@ pub mod fuzzing;
 
 pub use command::{Command, Endpoint};
 pub use config::{Config, ConfigBuilder, OverflowPolicy, is_sendable_close_code};
-pub use conn::ConnId;
+pub use conn::{ConnId, ConnIds};
 pub use error::{
     AnswerError, CallError, ConfigError, RequestError, RequestErrorKind, SendError, SendErrorKind,
 };
@@ -93,4 +91,4 @@ pub use protocol::discord::{Discord, DiscordSession, Dispatch, Identify, Token};
 pub use protocol::plain::Plain;
 pub use protocol::{Liveness, Protocol, RateLimit, Refusal};
 pub use stats::Stats;
-pub use timer::{MAX_DELAY, Timer};
+pub use timer::{MAX_DELAY, Timer, after, check_delays};

@@ -134,7 +134,7 @@ pub const MAX_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A deadline strictly after `now`, so handling a timeout always makes progress (I7), and
 /// at most [`MAX_DELAY`] after it. The one place a delay meets an `Instant`: it cannot
 /// overflow, whatever the delay.
-pub(crate) fn after(now: Instant, delay: Duration) -> Instant {
+pub fn after(now: Instant, delay: Duration) -> Instant {
     let delay = delay.clamp(Duration::from_nanos(1), MAX_DELAY);
     now.checked_add(delay)
         .or_else(|| now.checked_add(Duration::from_nanos(1)))
@@ -142,7 +142,7 @@ pub(crate) fn after(now: Instant, delay: Duration) -> Instant {
 }
 
 /// Checks that each duration is at most [`MAX_DELAY`].
-pub(crate) fn check_delays(delays: &[(&'static str, Duration)]) -> Result<(), crate::ConfigError> {
+pub fn check_delays(delays: &[(&'static str, Duration)]) -> Result<(), crate::ConfigError> {
     match delays.iter().find(|(_, d)| *d > MAX_DELAY) {
         Some(&(field, value)) => Err(crate::ConfigError::TooLong {
             field,

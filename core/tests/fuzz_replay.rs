@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use tether_core::fuzzing::{self, ProfileKind, RegistryStep, Scenario, Step, Target};
+use tether_core::fuzzing::{self, ProfileKind, Scenario, Step, Target};
 
 #[allow(clippy::disallowed_methods)]
 fn epoch() -> Instant {
@@ -16,7 +16,8 @@ fn epoch() -> Instant {
 
 type Body = fn(&[u8], Instant);
 
-const TARGETS: [(&str, Body); 4] = [
+/// The client's targets; the registry's replays in `tether-gateway`.
+const TARGETS: [(&str, Body); 3] = [
     ("client_lifecycle", fuzzing::client_lifecycle),
     ("discord_frames", |d, e| {
         fuzzing::frames(ProfileKind::Discord, d, e)
@@ -24,7 +25,6 @@ const TARGETS: [(&str, Body); 4] = [
     ("openclaw_frames", |d, e| {
         fuzzing::frames(ProfileKind::OpenClaw, d, e)
     }),
-    ("registry", fuzzing::registry),
 ];
 
 /// The committed seeds of `target` (the fuzzers' own corpus stays local).
@@ -74,14 +74,6 @@ fn the_seeds_read_as_catalogue_sequences() {
         }
     }
     assert_eq!(named, 39, "13 catalogue sequences on each of 3 profiles");
-    for file in corpus("registry") {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("seed-") {
-            let data = std::fs::read(&file).unwrap();
-            serde_json::from_slice::<Vec<RegistryStep>>(&data)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-        }
-    }
 }
 
 #[test]
@@ -160,18 +152,4 @@ fn catalogue_sequences_run_through_the_target() {
             fuzzing::run_scenario(kind, &scenario, epoch());
         }
     }
-    // S1-S3: a replaced session, a late close of the old connection, a result.
-    fuzzing::run_registry(
-        &[
-            RegistryStep::Accept,
-            RegistryStep::Register(0, 0),
-            RegistryStep::Accept,
-            RegistryStep::Register(1, 0),
-            RegistryStep::Invoke(0, 100),
-            RegistryStep::Close(0),
-            RegistryStep::Result(1, 0),
-            RegistryStep::Elapse(200),
-        ],
-        epoch(),
-    );
 }

@@ -540,46 +540,33 @@ fn refusal_stale_nonce_retries_with_a_fresh_challenge() {
     );
 }
 
+/// `profile` connects with a device token the gateway refuses; what came out after.
+fn device_token_refused(profile: OpenClaw) -> (Sim<OpenClaw>, Vec<Out>) {
+    let mut sim = sim_with(test_config().build().unwrap(), profile);
+    sim.connect().unwrap();
+    sim.opened(1);
+    sim.frame(1, challenge(NONCE));
+    sim.frame(
+        1,
+        refused(
+            json!({"code": "INVALID_REQUEST", "message": "device token mismatch",
+            "details": {"code": "AUTH_DEVICE_TOKEN_MISMATCH"}}),
+        ),
+    );
+    sim.peer_closes(1, 1008);
+    let out = sim.take();
+    (sim, out)
+}
+
 #[test]
 fn refusal_of_the_device_token_forgets_it_and_uses_the_shared_token() {
-    let profile = OpenClaw::builder(Role::Node, identity())
-        .token(Token::new(TOKEN))
-        .device_token(Token::new("revoked"))
-        .build()
-        .unwrap();
-    let mut sim = sim_with(test_config().build().unwrap(), profile);
-    sim.connect().unwrap();
-    sim.opened(1);
-    sim.frame(1, challenge(NONCE));
-    sim.frame(
-        1,
-        refused(
-            json!({"code": "INVALID_REQUEST", "message": "device token mismatch",
-            "details": {"code": "AUTH_DEVICE_TOKEN_MISMATCH"}}),
-        ),
-    );
-    sim.peer_closes(1, 1008);
-    assert!(reconnect_delay(&sim.take()).is_some());
+    let builder = || OpenClaw::builder(Role::Node, identity()).device_token(Token::new("revoked"));
+    let (sim, out) = device_token_refused(builder().token(Token::new(TOKEN)).build().unwrap());
+    assert!(reconnect_delay(&out).is_some());
     assert!(sim.client.profile().device_token().is_none());
-
     // With nothing else to present, it stops.
-    let profile = OpenClaw::builder(Role::Node, identity())
-        .device_token(Token::new("revoked"))
-        .build()
-        .unwrap();
-    let mut sim = sim_with(test_config().build().unwrap(), profile);
-    sim.connect().unwrap();
-    sim.opened(1);
-    sim.frame(1, challenge(NONCE));
-    sim.frame(
-        1,
-        refused(
-            json!({"code": "INVALID_REQUEST", "message": "device token mismatch",
-            "details": {"code": "AUTH_DEVICE_TOKEN_MISMATCH"}}),
-        ),
-    );
-    sim.peer_closes(1, 1008);
-    assert!(sim.take().iter().any(|o| matches!(
+    let (_, out) = device_token_refused(builder().build().unwrap());
+    assert!(out.iter().any(|o| matches!(
         o,
         support::Out::Ev(E::Stopped {
             reason: StopReason::Refused(_)

@@ -1,4 +1,4 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    tether_core::fuzzing::registry(data, std::time::Instant::now())
+    tether_gateway::fuzzing::registry(data, std::time::Instant::now())
 });

@@ -1,6 +1,6 @@
 //! The gateway tests' authenticator.
 
-use tether_core::gateway::{Credentials, PeerId, Rejection};
+use tether_gateway::{Credentials, PeerId, Rejection};
 
 /// Tokens are `token-<peer>`; anything else is refused.
 pub fn token_auth(credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tether_core::gateway::{GatewayConfig, GatewayEvent, ServerProfile};
+use tether_gateway::{GatewayConfig, GatewayEvent, ServerProfile};
 use tether_tests::auth::token_auth;
 use tether_tests::raw::{self, RawWs, Shape};
 use tether_tokio::gateway::{GatewayHandle, GatewayOptions, serve};

@@ -9,10 +9,10 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use serde_json::value::RawValue;
-use tether_core::gateway::{CloseWhy, GatewayConfig, GatewayEvent, ServerProfile};
 use tether_core::protocol::openclaw::{DeviceIdentity, InvokeAnswer, OpenClaw, Role};
-use tether_core::registry::{InvokeOutcome, Presence};
 use tether_core::{Discord, Event, Frame, Identify, Token};
+use tether_gateway::registry::{InvokeOutcome, Presence};
+use tether_gateway::{CloseWhy, GatewayConfig, GatewayEvent, ServerProfile};
 use tether_tests::auth::token_auth;
 use tether_tests::proxy::{FaultProxy, Mode};
 use tether_tests::scenarios::fast;
@@ -62,7 +62,7 @@ async fn until(
 async fn dispatch_numbers(
     gateway: &GatewayHandle,
     numbers: std::ops::Range<u32>,
-) -> Vec<tether_core::gateway::Delivered> {
+) -> Vec<tether_gateway::Delivered> {
     let mut delivered = Vec::new();
     for n in numbers {
         delivered.push(

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
-use tether_core::gateway::{
+use tether_core::{ConnId, Frame};
+use tether_gateway::registry::{InvokeId, InvokeOutcome};
+use tether_gateway::{
     Answer, Delivered, Faults, Gateway, GatewayCommand, GatewayError, GatewayEvent, GatewayStats,
     Violation,
 };
-use tether_core::registry::{InvokeId, InvokeOutcome};
-use tether_core::{ConnId, Frame};
 use tokio::sync::{mpsc, oneshot};
 
 use super::ServeError;

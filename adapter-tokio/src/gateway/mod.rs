@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use tether_core::gateway::{Credentials, GatewayConfig, PeerId, Rejection, ServerProfile};
+//! use tether_gateway::{Credentials, GatewayConfig, PeerId, Rejection, ServerProfile};
 //! use tether_tokio::gateway::{GatewayOptions, serve};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -63,11 +63,11 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tether_core::ConfigError;
-use tether_core::gateway::{
+use tether_core::{ConnId, Frame};
+use tether_gateway::registry::{InvokeId, InvokeOutcome};
+use tether_gateway::{
     Answer, Authenticator, Faults, Gateway, GatewayConfig, GatewayError, GatewayEvent, GatewayStats,
 };
-use tether_core::registry::{InvokeId, InvokeOutcome};
-use tether_core::{ConnId, Frame};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -314,7 +314,7 @@ impl GatewayHandle {
         peer: &str,
         name: &str,
         data: Box<RawValue>,
-    ) -> Result<tether_core::gateway::Delivered, ServeError> {
+    ) -> Result<tether_gateway::Delivered, ServeError> {
         let (peer, name) = (peer.to_owned(), name.to_owned());
         self.call(|reply| Call::Dispatch {
             peer,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tether_adapter::wire;
-use tether_core::gateway::Violation;
 use tether_core::{CloseFrame, ConnId, Frame};
+use tether_gateway::Violation;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;

@@ -9,11 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tether_core::gateway::{
-    Credentials, GatewayConfig, GatewayEvent, PeerId, Rejection, ServerProfile,
-};
-use tether_core::registry::Presence;
 use tether_core::{Config, Discord, Event, Identify, Token};
+use tether_gateway::registry::Presence;
+use tether_gateway::{Credentials, GatewayConfig, GatewayEvent, PeerId, Rejection, ServerProfile};
 use tether_tokio::gateway::{GatewayOptions, serve};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;

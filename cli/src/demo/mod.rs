@@ -14,19 +14,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tether_core::gateway::{Faults, GatewayConfig, GatewayEvent, ServerProfile};
-use tether_core::registry::{InvokeOutcome, Presence};
 use tether_core::{
     Config, Discord, Event, Frame, Identify, Outcome, ReconnectMode, Stats, StopReason, Token,
 };
+use tether_gateway::registry::{InvokeOutcome, Presence};
+use tether_gateway::{Faults, GatewayConfig, GatewayEvent, ServerProfile};
 use tether_tokio::gateway::{GatewayHandle, GatewayOptions, serve};
 use tokio::net::TcpListener;
 
 use crate::gateway::describe;
 use crate::report::{Timeline, Tone, event_line};
 use proxy::Proxy;
-use tether_core::gateway::{Credentials, PeerId, Rejection};
 use tether_core::protocol::openclaw::{DeviceIdentity, OpenClaw, OpenClawRequest, Role};
+use tether_gateway::{Credentials, PeerId, Rejection};
 
 const PEER: &str = "demo-bot";
 /// The discord client's token; the gateway knows it as [`PEER`].

@@ -370,7 +370,7 @@ impl<P: Protocol> Client<P> {
             self.stop(StopReason::Shutdown, reason);
             return;
         }
-        let conn = self.ids.next();
+        let conn = self.ids.issue();
         self.timers.stop_connection();
         self.timers.stop(Timer::Backoff);
         self.heartbeat.reset();

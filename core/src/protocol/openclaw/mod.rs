@@ -26,7 +26,7 @@
 mod hello;
 mod identity;
 mod verdict;
-pub(crate) mod wire;
+pub mod wire;
 
 use std::borrow::Cow;
 use std::time::Duration;

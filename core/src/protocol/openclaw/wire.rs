@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Only the envelope is parsed; payloads and params stay raw JSON, shared with the frame's
-//! buffer.
+//! buffer. Public so the server half (`tether-gateway`) reads clients' frames with the very
+//! same envelope.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -21,56 +22,74 @@ use crate::event::RemoteError;
 
 /// The envelope of a frame, either way (the gateway reads clients' with it too).
 #[derive(Deserialize)]
-pub(crate) struct Envelope<'a> {
+pub struct Envelope<'a> {
+    /// `req`, `res` or `event`.
     #[serde(rename = "type", borrow)]
-    pub(crate) kind: Cow<'a, str>,
+    pub kind: Cow<'a, str>,
+    /// A request's or response's id, raw.
     #[serde(borrow)]
-    pub(crate) id: Option<&'a RawValue>,
-    pub(crate) ok: Option<bool>,
+    pub id: Option<&'a RawValue>,
+    /// A response's verdict.
+    pub ok: Option<bool>,
+    /// A response's or event's payload, raw.
     #[serde(borrow)]
-    pub(crate) payload: Option<&'a RawValue>,
-    pub(crate) error: Option<WireError>,
+    pub payload: Option<&'a RawValue>,
+    /// A refused response's error.
+    pub error: Option<WireError>,
+    /// An event's name.
     #[serde(borrow)]
-    pub(crate) event: Option<Cow<'a, str>>,
-    pub(crate) seq: Option<u64>,
+    pub event: Option<Cow<'a, str>>,
+    /// An event's sequence number, per connection.
+    pub seq: Option<u64>,
+    /// A request's method.
     #[serde(borrow)]
-    pub(crate) method: Option<Cow<'a, str>>,
+    pub method: Option<Cow<'a, str>>,
+    /// A request's parameters, raw.
     #[serde(borrow)]
-    pub(crate) params: Option<&'a RawValue>,
+    pub params: Option<&'a RawValue>,
 }
 
 /// An error as frames carry it: `{code, message, details?, retryable?, retryAfterMs?}`.
 #[derive(Deserialize, Debug, Clone, Default)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct WireError {
-    pub(crate) code: Value,
+pub struct WireError {
+    /// The code (`UNAVAILABLE`, `INVALID_REQUEST`...).
+    pub code: Value,
+    /// What went wrong, for people.
     #[serde(default)]
-    pub(crate) message: String,
+    pub message: String,
+    /// What a client branches on.
     #[serde(default)]
-    pub(crate) details: Option<ErrorDetails>,
+    pub details: Option<ErrorDetails>,
+    /// Whether trying again may help.
     #[serde(default)]
-    pub(crate) retryable: Option<bool>,
+    pub retryable: Option<bool>,
+    /// How long to wait before trying again.
     #[serde(default)]
-    pub(crate) retry_after_ms: Option<u64>,
+    pub retry_after_ms: Option<u64>,
 }
 
 /// The structured part of an error: what a client branches on.
 #[derive(Deserialize, Debug, Clone, Default)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct ErrorDetails {
+pub struct ErrorDetails {
+    /// The detail code (`AUTH_TOKEN_MISMATCH`, `PAIRING_REQUIRED`...).
     #[serde(default)]
-    pub(crate) code: Option<String>,
+    pub code: Option<String>,
+    /// Why, as a stable word (`not-paired`, `startup-sidecars`...).
     #[serde(default)]
-    pub(crate) reason: Option<String>,
+    pub reason: Option<String>,
+    /// A pending pairing request's id.
     #[serde(default)]
-    pub(crate) request_id: Option<String>,
+    pub request_id: Option<String>,
+    /// How long to wait before trying again.
     #[serde(default)]
-    pub(crate) retry_after_ms: Option<u64>,
+    pub retry_after_ms: Option<u64>,
 }
 
 impl WireError {
     /// The top-level code as text; a code that is not a string keeps its JSON.
-    pub(crate) fn code(&self) -> Cow<'_, str> {
+    pub fn code(&self) -> Cow<'_, str> {
         match &self.code {
             Value::String(s) => Cow::Borrowed(s),
             other => Cow::Owned(other.to_string()),
@@ -78,12 +97,12 @@ impl WireError {
     }
 
     /// The detail code (`AUTH_TOKEN_MISMATCH`, `PAIRING_REQUIRED`...), if any.
-    pub(crate) fn detail_code(&self) -> Option<&str> {
+    pub fn detail_code(&self) -> Option<&str> {
         self.details.as_ref().and_then(|d| d.code.as_deref())
     }
 
     /// The wait the peer asked for, at the top level or in the details.
-    pub(crate) fn retry_after(&self) -> Option<Duration> {
+    pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after_ms
             .or_else(|| self.details.as_ref().and_then(|d| d.retry_after_ms))
             .map(Duration::from_millis)
@@ -91,7 +110,7 @@ impl WireError {
 
     /// The error as the application sees it: the code, and the detail code when there is
     /// one (it says more: `INVALID_REQUEST` is many things, `AUTH_TOKEN_MISMATCH` one).
-    pub(crate) fn to_remote(&self) -> RemoteError {
+    pub fn to_remote(&self) -> RemoteError {
         let code = match self.detail_code() {
             Some(detail) if detail != self.code() => format!("{}/{detail}", self.code()),
             _ => self.code().into_owned(),
@@ -104,6 +123,6 @@ impl WireError {
 }
 
 /// An id as the client writes it: a JSON string.
-pub(crate) fn string_id(id: &RawValue) -> Option<Cow<'_, str>> {
+pub fn string_id(id: &RawValue) -> Option<Cow<'_, str>> {
     serde_json::from_str::<Cow<'_, str>>(id.get()).ok()
 }

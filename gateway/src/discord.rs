@@ -6,8 +6,8 @@ use std::time::Instant;
 use super::sessions::ResumeRefused;
 use super::wire::{self, DiscordIn};
 use super::{CloseWhy, Credentials, Gateway, GatewayEvent, INVALID_SESSION_WAIT, PeerId};
-use crate::conn::ConnId;
-use crate::frame::Utf8Bytes;
+use tether_core::ConnId;
+use tether_core::Utf8Bytes;
 
 impl Gateway {
     pub(super) fn discord_frame(
@@ -131,7 +131,7 @@ impl Gateway {
                 // up to 5 s as the protocol asks: its handshake time starts again after it.
                 self.stats.invalid_sessions += 1;
                 self.write(conn, wire::invalid_session(false));
-                self.restart_handshake_clock(conn, crate::timer::after(now, INVALID_SESSION_WAIT));
+                self.restart_handshake_clock(conn, tether_core::after(now, INVALID_SESSION_WAIT));
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::error::ConfigError;
+use tether_core::ConfigError;
 
 /// Which server side the gateway speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -237,7 +237,7 @@ impl GatewayConfigBuilder {
             ),
             ("max_invokes", c.max_invokes, 1 << 24),
         ])?;
-        crate::timer::check_delays(&[
+        tether_core::check_delays(&[
             ("handshake_timeout", c.handshake_timeout),
             ("resume_window", c.resume_window),
             ("client_silence", c.client_silence),

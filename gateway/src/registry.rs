@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use crate::conn::{ConnId, ConnIds};
-use crate::timer::after;
+use tether_core::after;
+use tether_core::{ConnId, ConnIds};
 
 /// Identifies one invoke, from [`Registry::invoke`] to its outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -181,7 +181,7 @@ impl<P: Clone + Eq + Hash, R> Registry<P, R> {
     /// A new socket was accepted: its generation, never reused.
     pub fn accept(&mut self) -> ConnId {
         self.stats.accepted += 1;
-        let conn = self.ids.next();
+        let conn = self.ids.issue();
         self.peers.insert(conn, None);
         conn
     }

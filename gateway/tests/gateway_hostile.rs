@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use serde_json::value::RawValue;
-use tether_core::gateway::{
+use tether_core::{ConfigError, ConnId, Frame};
+use tether_gateway::{
     CloseWhy, Credentials, Gateway, GatewayCommand, GatewayConfig, GatewayEvent, PeerId, Rejection,
     ServerProfile, Violation,
 };
-use tether_core::{ConfigError, ConnId, Frame};
 
 #[allow(clippy::disallowed_methods)]
 fn epoch() -> Instant {

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tether_core::gateway::{
+use tether_core::{CloseFrame, ConnId, Frame};
+use tether_gateway::registry::{InvokeOutcome, Presence};
+use tether_gateway::{
     CloseWhy, Credentials, Delivered, Faults, Gateway, GatewayCommand, GatewayConfig, GatewayError,
     GatewayEvent, PeerId, Rejection, ServerProfile,
 };
-use tether_core::registry::{InvokeOutcome, Presence};
-use tether_core::{CloseFrame, ConnId, Frame};
 
 #[allow(clippy::disallowed_methods)]
 fn epoch() -> Instant {

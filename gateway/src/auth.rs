@@ -3,9 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::conn::ConnId;
-use crate::event::RemoteError;
-use crate::frame::Utf8Bytes;
+use tether_core::ConnId;
+use tether_core::RemoteError;
+use tether_core::Utf8Bytes;
 
 /// The application's name for a peer, as its [`Authenticator`] decides it.
 pub type PeerId = Arc<str>;

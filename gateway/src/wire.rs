@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::event::RemoteError;
-use crate::frame::Frame;
-use crate::protocol::openclaw::wire::{Envelope, WireError};
+use tether_core::Frame;
+use tether_core::RemoteError;
+use tether_core::protocol::openclaw::wire::{Envelope, WireError};
 
 /// Why a client frame could not be read. It never quotes the frame: a client's bytes may
 /// be a secret (a token where an object was due), and reasons reach logs.
@@ -104,7 +104,7 @@ pub(crate) fn hello(interval: Duration) -> Frame {
 }
 
 pub(crate) fn heartbeat_ack() -> Frame {
-    Frame::text(crate::frame::Utf8Bytes::from_static("{\"op\":11}"))
+    Frame::text(tether_core::Utf8Bytes::from_static("{\"op\":11}"))
 }
 
 pub(crate) fn invalid_session(resumable: bool) -> Frame {

@@ -1,6 +1,6 @@
-//! The server side, sans-IO: a gateway that speaks the server half of the discord and OpenClaw
-//! profiles over any number of sockets and keeps one session per peer in a
-//! [`Registry`], so a late close, a late frame or a late answer of a superseded socket can
+//! tether's server half, sans-IO (no runtime, clock or socket, like `tether-core`): a gateway
+//! that speaks the server side of the Discord, OpenClaw and plain profiles over any number
+//! of sockets and keeps one session per peer in a [`Registry`], so a late close, a late frame or a late answer of a superseded socket can
 //! never act on the session that replaced it (S1 to S4).
 //!
 //! The server feeds what happened ([`accept`](Gateway::accept),
@@ -14,8 +14,11 @@ mod auth;
 mod config;
 mod discord;
 mod event;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod openclaw;
 mod plain;
+pub mod registry;
 mod sessions;
 mod wire;
 
@@ -36,10 +39,8 @@ pub use event::{
 use sessions::Sessions;
 use wire::OpenClawIn;
 
-use crate::conn::ConnId;
-use crate::frame::Frame;
 use crate::registry::{InvokeError, InvokeId, Registry, RegistryEvent};
-use crate::timer::after;
+use tether_core::{ConnId, Frame, after};
 
 #[derive(Debug)]
 enum Phase {
@@ -365,7 +366,7 @@ impl Gateway {
             ServerProfile::Plain => return Err(GatewayError::Unsupported("plain")),
             ServerProfile::OpenClaw => {}
         }
-        if timeout > crate::timer::MAX_DELAY {
+        if timeout > tether_core::MAX_DELAY {
             return Err(GatewayError::TimeoutTooLong);
         }
         if self.ready_conn(peer).is_none() {

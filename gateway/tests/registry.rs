@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use tether_core::ConnId;
-use tether_core::registry::{
+use tether_gateway::registry::{
     Accepted, InvokeError, InvokeId, InvokeOutcome, Presence, Registry, RegistryEvent,
 };
 

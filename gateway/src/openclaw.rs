@@ -9,10 +9,10 @@ use serde_json::value::RawValue;
 
 use super::wire::{self, InvokePayload, OpenClawIn};
 use super::{CloseWhy, Credentials, Gateway, GatewayEvent, PeerId, Rejection};
-use crate::conn::ConnId;
-use crate::event::RemoteError;
-use crate::frame::Utf8Bytes;
 use crate::registry::InvokeId;
+use tether_core::ConnId;
+use tether_core::RemoteError;
+use tether_core::Utf8Bytes;
 
 /// The parts of `connect` the gateway reads; the rest stays in the payload for the
 /// authenticator.

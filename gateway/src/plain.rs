@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use super::{CloseWhy, Credentials, Gateway, GatewayEvent, PeerId};
-use crate::conn::ConnId;
-use crate::frame::Frame;
+use tether_core::ConnId;
+use tether_core::Frame;
 
 impl Gateway {
     /// A plain socket has no handshake: it is ready as the authenticator names it.

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::auth::{Answer, PeerId};
 use super::config::ServerProfile;
-use crate::conn::ConnId;
-use crate::frame::{CloseFrame, Frame, Utf8Bytes};
 use crate::registry::{InvokeId, InvokeOutcome, Presence, RegistryStats};
+use tether_core::ConnId;
+use tether_core::{CloseFrame, Frame, Utf8Bytes};
 
 /// What the server must do on a socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +216,7 @@ pub enum GatewayError {
     /// The profile has no such thing (invokes under discord).
     #[error("the {0} profile does not support this")]
     Unsupported(&'static str),
-    /// The timeout is longer than [`MAX_DELAY`](crate::MAX_DELAY).
+    /// The timeout is longer than [`MAX_DELAY`](tether_core::MAX_DELAY).
     #[error("the timeout is longer than a week")]
     TimeoutTooLong,
 }

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use super::PeerId;
 use super::wire;
-use crate::conn::ConnId;
-use crate::frame::Frame;
+use tether_core::ConnId;
+use tether_core::Frame;
 
 #[derive(Debug)]
 struct Session {
