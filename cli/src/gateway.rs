@@ -1,9 +1,11 @@
 //! `tether gateway`: the tokio gateway server for testing other people's clients, with
-//! faults on demand. Anyone may connect: the peer is named by a fingerprint of the token
-//! presented (never the token itself), `anonymous` without one, and each plain socket by
-//! its connection. Whatever a ready peer sends is echoed back: a discord frame's `d` as an
-//! `ECHO` dispatch, an OpenClaw request's params as its result, an OpenClaw event as an event, a
-//! plain message as itself.
+//! faults on demand. Anyone may connect (under OpenClaw, with `--token-env`, only with that
+//! token): the peer is named by a fingerprint of the token presented (never the token
+//! itself), `anonymous` without one, each plain socket by its connection, and an OpenClaw
+//! device by its id. Whatever a ready peer sends is echoed back: a discord frame's `d` as
+//! an `ECHO` dispatch, an OpenClaw `echo` request's params as its result, a plain message
+//! as itself. Under OpenClaw, stdin takes commands: `pending`, `approve ID`, `reject ID`,
+//! `invoke NODE COMMAND [PARAMS]`.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tether_core::Frame;
 use tether_gateway::{
-    Credentials, Faults, GatewayConfig, GatewayEvent, PeerId, Rejection, ServerProfile,
+    AutoApprove, Credentials, Faults, GatewayConfig, GatewayEvent, PeerId, Rejection, ServerProfile,
 };
 use tether_tokio::gateway::{GatewayHandle, GatewayOptions, serve};
 use tokio::net::TcpListener;
@@ -46,6 +48,14 @@ pub struct GatewayArgs {
     /// Sockets held at once; more get 503 with Retry-After.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
+    /// openclaw: the shared token clients must present (`auth.token`), read from this
+    /// environment variable. Without it, any token lets a client in.
+    #[arg(long)]
+    pub token_env: Option<String>,
+    /// openclaw: pair every new device at once (default: only those on loopback; the rest
+    /// wait for `approve ID` on stdin).
+    #[arg(long)]
+    pub auto_approve: bool,
 }
 
 /// The server sides `tether gateway` speaks.
@@ -92,9 +102,16 @@ impl GatewayArgs {
             ServerKind::Openclaw => ServerProfile::OpenClaw,
             ServerKind::Plain => ServerProfile::Plain,
         };
+        let auto_approve = if self.auto_approve {
+            AutoApprove::Always
+        } else {
+            AutoApprove::Loopback
+        };
         GatewayConfig::builder(profile)
             .heartbeat_interval(Duration::from_millis(self.heartbeat_ms))
             .resume_window(Duration::from_secs(self.resume_window_s))
+            .auto_approve(auto_approve)
+            .methods(["echo"])
             .build()
             .map_err(|e| e.to_string())
     }
@@ -133,13 +150,28 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
         max_connections: args.max_connections,
         ..GatewayOptions::default()
     };
+    let expected = match &args.token_env {
+        Some(var) => {
+            Some(std::env::var(var).map_err(|_| format!("--token-env: {var} is not set"))?)
+        }
+        None => None,
+    };
+    let door = move |credentials: &Credentials<'_>| match (&expected, credentials.token) {
+        (Some(expected), Some(token)) if token != expected => {
+            Err(Rejection::new("unauthorized: gateway token mismatch"))
+        }
+        _ => open_door(credentials),
+    };
     let (gateway, mut events) =
-        serve(listener, config, open_door, options).map_err(|e| e.to_string())?;
+        serve(listener, config, door, options).map_err(|e| e.to_string())?;
     gateway
         .set_faults(faults)
         .await
         .map_err(|e| e.to_string())?;
     println!("listening ws://{addr}/");
+    let mut stdin =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tokio::io::stdin()));
+    let mut input_open = true;
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -149,6 +181,10 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
                 }
                 None => return Ok(()),
             },
+            line = stdin.next_line(), if input_open => match line {
+                Ok(Some(line)) => command(&gateway, line.trim()),
+                Ok(None) | Err(_) => input_open = false,
+            },
             _ = tokio::signal::ctrl_c() => {
                 println!("shutting down");
                 let _ = gateway.shutdown().await;
@@ -156,6 +192,61 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
             }
         }
     }
+}
+
+/// Runs one stdin command on its own, so a slow invoke never holds the event loop.
+fn command(gateway: &GatewayHandle, line: &str) {
+    let words: Vec<&str> = line.splitn(4, ' ').collect();
+    let gateway = gateway.clone();
+    let owned: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
+    tokio::spawn(async move {
+        let words: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let said = match words.as_slice() {
+            [""] => return,
+            ["pending"] => match gateway.pending_pairings().await {
+                Ok(pending) if pending.is_empty() => "no pairing request waits".to_owned(),
+                Ok(pending) => pending
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "pairing {} device {} role {}",
+                            p.request_id, p.device_id, p.role
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                Err(e) => format!("pending: {e}"),
+            },
+            ["approve", id] => match gateway.approve_pairing(id).await {
+                Ok(p) => format!("approved device {} as {}", p.device_id, p.role),
+                Err(e) => format!("approve {id}: {e}"),
+            },
+            ["reject", id] => match gateway.reject_pairing(id).await {
+                Ok(p) => format!("rejected device {}", p.device_id),
+                Err(e) => format!("reject {id}: {e}"),
+            },
+            ["invoke", node, command, rest @ ..] => {
+                let params = rest.first().copied().unwrap_or("{}");
+                match RawValue::from_string(params.to_owned()) {
+                    Ok(params) => {
+                        let timeout = Duration::from_secs(30);
+                        match gateway.invoke(node, command, params, timeout).await {
+                            Ok((id, outcome)) => {
+                                format!("invoke {} of {node}: {outcome:?}", id.get())
+                            }
+                            Err(e) => format!("invoke {command} on {node}: {e}"),
+                        }
+                    }
+                    Err(_) => format!("invoke: the params are not JSON: {params}"),
+                }
+            }
+            _ => format!(
+                "unknown command {line:?}: pending, approve ID, reject ID, invoke NODE COMMAND [PARAMS]",
+                line = owned.join(" ")
+            ),
+        };
+        println!("{said}");
+    });
 }
 
 /// One line about a gateway event.
@@ -186,6 +277,14 @@ pub fn describe(event: &GatewayEvent) -> String {
             format!("invoke {} of {peer}: {outcome:?}", id.get())
         }
         GatewayEvent::BadFrame { conn, reason } => format!("{conn}: bad frame: {reason}"),
+        GatewayEvent::Request {
+            peer, conn, method, ..
+        } => format!("{conn} {peer}: request {method}"),
+        GatewayEvent::PairingRequested(p) => format!(
+            "pairing {} waits: device {} as {} ({} {}); approve {} to let it in",
+            p.request_id, p.device_id, p.role, p.client_id, p.platform, p.request_id
+        ),
+        GatewayEvent::Paired(p) => format!("paired device {} as {}", p.device_id, p.role),
         GatewayEvent::Closing { conn, peer, why } => match peer {
             Some(peer) => format!("{conn} {peer}: closing ({why:?})"),
             None => format!("{conn}: closing ({why:?})"),
@@ -195,6 +294,15 @@ pub fn describe(event: &GatewayEvent) -> String {
 
 /// Echoes what a peer sent back to it.
 async fn echo(gateway: &GatewayHandle, profile: ServerKind, event: GatewayEvent) {
+    if let GatewayEvent::Request {
+        conn, id, params, ..
+    } = &event
+    {
+        if let Ok(params) = RawValue::from_string(params.as_str().to_owned()) {
+            let _ = gateway.respond(*conn, id, Ok(params)).await;
+        }
+        return;
+    }
     let (peer, text) = match event {
         GatewayEvent::Message { peer, text, .. } => (peer, text),
         GatewayEvent::Binary { peer, data, .. } => {
@@ -216,15 +324,7 @@ async fn echo(gateway: &GatewayHandle, profile: ServerKind, event: GatewayEvent)
                 let _ = gateway.dispatch(&peer, "ECHO", data).await;
             }
         }
-        ServerKind::Openclaw if frame["type"] == "req" => {
-            let reply = serde_json::json!({"type": "res", "id": frame["id"], "ok": true, "payload": frame["params"]});
-            let _ = gateway.send(&peer, Frame::text(reply.to_string())).await;
-        }
-        ServerKind::Openclaw | ServerKind::Plain => {
-            let name = frame["event"].as_str().unwrap_or("echo").to_owned();
-            if let Ok(data) = RawValue::from_string(frame["payload"].to_string()) {
-                let _ = gateway.dispatch(&peer, &name, data).await;
-            }
-        }
+        // A node's reports are taken, not echoed.
+        ServerKind::Openclaw | ServerKind::Plain => {}
     }
 }

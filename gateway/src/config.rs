@@ -20,6 +20,17 @@ pub enum ServerProfile {
     Plain,
 }
 
+/// Which new OpenClaw devices are paired at once, without the application's approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AutoApprove {
+    /// None: each waits for [`Gateway::approve_pairing`](crate::Gateway::approve_pairing).
+    Never,
+    /// Those whose connection came over loopback ([`Gateway::accept_loopback`](crate::Gateway::accept_loopback)).
+    Loopback,
+    /// All: for tests and closed networks only.
+    Always,
+}
+
 /// The gateway's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
@@ -28,7 +39,9 @@ pub struct GatewayConfig {
     pub(crate) handshake_timeout: Duration,
     pub(crate) resume_window: Duration,
     pub(crate) replay_capacity: usize,
-    pub(crate) client_silence: Duration,
+    pub(crate) pong_window: Duration,
+    pub(crate) auto_approve: AutoApprove,
+    pub(crate) methods: std::collections::BTreeSet<String>,
     pub(crate) max_invokes: usize,
     pub(crate) resume_url: Option<String>,
     pub(crate) max_message_before_ready: usize,
@@ -53,7 +66,8 @@ pub struct GatewayConfigBuilder {
 impl GatewayConfig {
     /// Settings for `profile`, with defaults: a 41.25 s heartbeat interval (Discord's), 10 s
     /// to complete the handshake, sessions resumable for 60 s after their socket ends with
-    /// the last 256 dispatches kept, 90 s of silence tolerated from OpenClaw clients, at
+    /// the last 256 dispatches kept, OpenClaw clients pinged every heartbeat interval and given 25 s to answer,
+    /// pairings of loopback devices approved, at
     /// most 10,000 invokes pending; messages of at most 8 KiB before ready
     /// and 1 MiB after, tokens of at most 2 KiB; at most 1 MiB of dispatches kept per session
     /// for replay and 256 MiB over all sessions.
@@ -65,7 +79,9 @@ impl GatewayConfig {
                 handshake_timeout: Duration::from_secs(10),
                 resume_window: Duration::from_secs(60),
                 replay_capacity: 256,
-                client_silence: Duration::from_secs(90),
+                pong_window: Duration::from_secs(25),
+                auto_approve: AutoApprove::Loopback,
+                methods: std::collections::BTreeSet::new(),
                 max_invokes: 10_000,
                 resume_url: None,
                 max_message_before_ready: 8 << 10,
@@ -114,15 +130,21 @@ impl GatewayConfig {
     }
 
     /// How long a silent connection is kept: 1.5 heartbeat intervals after its last
-    /// heartbeat (discord) or frame (plain), or [`client_silence`](GatewayConfigBuilder::client_silence)
-    /// after its last frame (OpenClaw).
+    /// heartbeat (discord) or frame (plain); under OpenClaw, the interval between the
+    /// gateway's pings and then the [`pong_window`](GatewayConfigBuilder::pong_window) after
+    /// its last frame, its pongs included.
     pub fn liveness_bound(&self) -> Duration {
         match self.profile {
             ServerProfile::Discord | ServerProfile::Plain => {
                 self.heartbeat_interval.saturating_mul(3) / 2
             }
-            ServerProfile::OpenClaw => self.client_silence,
+            ServerProfile::OpenClaw => self.heartbeat_interval.saturating_add(self.pong_window),
         }
+    }
+
+    /// Which new devices are paired without waiting for the application (OpenClaw).
+    pub fn auto_approve(&self) -> AutoApprove {
+        self.auto_approve
     }
 }
 
@@ -153,9 +175,25 @@ impl GatewayConfigBuilder {
         self
     }
 
-    /// How long an OpenClaw client may send nothing at all before it is closed.
-    pub fn client_silence(mut self, silence: Duration) -> Self {
-        self.config.client_silence = silence;
+    /// How long an OpenClaw client has to answer the gateway's ping (any frame will do)
+    /// before it is closed as unresponsive (default 25 s, as the real gateway).
+    pub fn pong_window(mut self, window: Duration) -> Self {
+        self.config.pong_window = window;
+        self
+    }
+
+    /// Which new OpenClaw devices are paired without waiting for the application
+    /// (default: those connecting over loopback, as the real gateway does).
+    pub fn auto_approve(mut self, which: AutoApprove) -> Self {
+        self.config.auto_approve = which;
+        self
+    }
+
+    /// OpenClaw methods the application answers ([`GatewayEvent::Request`](crate::GatewayEvent::Request),
+    /// then [`Gateway::respond`](crate::Gateway::respond)); `health` and `status` are
+    /// answered by the gateway itself, and any other is refused as unknown.
+    pub fn methods<S: Into<String>>(mut self, methods: impl IntoIterator<Item = S>) -> Self {
+        self.config.methods = methods.into_iter().map(Into::into).collect();
         self
     }
 
@@ -212,7 +250,7 @@ impl GatewayConfigBuilder {
         let zero = [
             ("heartbeat_interval", c.heartbeat_interval.is_zero()),
             ("handshake_timeout", c.handshake_timeout.is_zero()),
-            ("client_silence", c.client_silence.is_zero()),
+            ("pong_window", c.pong_window.is_zero()),
             ("max_invokes", c.max_invokes == 0),
             ("max_message_before_ready", c.max_message_before_ready == 0),
             ("max_message", c.max_message == 0),
@@ -240,7 +278,7 @@ impl GatewayConfigBuilder {
         tether_core::check_delays(&[
             ("handshake_timeout", c.handshake_timeout),
             ("resume_window", c.resume_window),
-            ("client_silence", c.client_silence),
+            ("pong_window", c.pong_window),
         ])?;
         if c.heartbeat_interval > Duration::from_millis(u64::from(u32::MAX)) {
             return Err(ConfigError::Conflict {

@@ -177,6 +177,28 @@ pub enum GatewayEvent {
         /// The message.
         data: bytes::Bytes,
     },
+    /// An OpenClaw request of a method the application answers
+    /// ([`GatewayConfigBuilder::methods`](crate::GatewayConfigBuilder::methods)): answer it
+    /// with [`Gateway::respond`](crate::Gateway::respond) on `conn`.
+    Request {
+        /// The peer.
+        peer: PeerId,
+        /// The connection it came on: the answer goes there.
+        conn: ConnId,
+        /// The request's id, as the client wrote it (raw JSON).
+        id: String,
+        /// The method.
+        method: String,
+        /// The parameters, raw JSON (`null` when absent).
+        params: Utf8Bytes,
+    },
+    /// A new OpenClaw device waits for approval
+    /// ([`Gateway::approve_pairing`](crate::Gateway::approve_pairing) or
+    /// [`reject_pairing`](crate::Gateway::reject_pairing)); it was told so and keeps trying.
+    PairingRequested(crate::devices::PairingRequest),
+    /// A device was paired (by the application, or at once under
+    /// [`AutoApprove`](crate::AutoApprove)).
+    Paired(crate::devices::PairingRequest),
     /// An invoke ended, exactly once (I6).
     Invoked {
         /// The id [`Gateway::invoke`](super::Gateway::invoke) returned.
@@ -219,6 +241,12 @@ pub enum GatewayError {
     /// The timeout is longer than [`MAX_DELAY`](tether_core::MAX_DELAY).
     #[error("the timeout is longer than a week")]
     TimeoutTooLong,
+    /// No pairing request of that id waits.
+    #[error("no such pairing request")]
+    UnknownPairing,
+    /// The system's random source failed (a device token could not be made).
+    #[error("the system random source failed")]
+    Random,
 }
 
 /// Where a dispatch went.

@@ -12,6 +12,7 @@
 
 mod auth;
 mod config;
+mod devices;
 mod discord;
 mod event;
 #[cfg(feature = "fuzzing")]
@@ -30,8 +31,10 @@ use serde_json::value::RawValue;
 
 pub use auth::{Answer, Authenticator, Credentials, PeerId, Rejection};
 pub use config::{
-    GatewayConfig, GatewayConfigBuilder, MAX_MESSAGE_LIMIT, MAX_REPLAY_BUDGET, ServerProfile,
+    AutoApprove, GatewayConfig, GatewayConfigBuilder, MAX_MESSAGE_LIMIT, MAX_REPLAY_BUDGET,
+    ServerProfile,
 };
+pub use devices::{DeviceProofError, PairingRequest};
 pub use event::{
     CloseWhy, Delivered, Faults, GatewayCommand, GatewayError, GatewayEvent, GatewayStats,
     Violation,
@@ -52,7 +55,12 @@ enum Phase {
 #[derive(Debug)]
 struct Conn {
     phase: Phase,
-    nonce: Option<String>,
+    /// OpenClaw: the challenge this connection was sent.
+    challenge: Option<devices::Challenge>,
+    /// Whether it came over loopback (for [`AutoApprove::Loopback`]).
+    loopback: bool,
+    /// OpenClaw: the role granted at connect.
+    role: Option<&'static str>,
     /// OpenClaw: the last event sequence written on this connection (ticks included).
     events: u64,
     /// OpenClaw and plain: when the next tick (or ping) is due.
@@ -71,6 +79,7 @@ pub struct Gateway {
     config: GatewayConfig,
     auth: Box<dyn Authenticator>,
     registry: Registry<PeerId, Answer>,
+    devices: devices::Devices,
     conns: HashMap<ConnId, Conn>,
     sessions: Sessions,
     handshakes: BTreeSet<(Instant, ConnId)>,
@@ -101,6 +110,7 @@ impl Gateway {
     pub fn new(config: GatewayConfig, auth: impl Authenticator + 'static, seed: u64) -> Self {
         Self {
             registry: Registry::new(config.max_invokes),
+            devices: devices::Devices::default(),
             sessions: Sessions::new(sessions::ReplayBudget {
                 frames: config.replay_capacity,
                 bytes: config.replay_bytes,
@@ -140,6 +150,16 @@ impl Gateway {
     /// A socket was accepted: its generation, never reused. The greeting (hello, or the
     /// OpenClaw challenge) is queued, and the handshake must complete within its timeout.
     pub fn accept(&mut self, now: Instant) -> ConnId {
+        self.accept_from(now, false)
+    }
+
+    /// [`accept`](Self::accept) for a socket whose peer is on this machine (a loopback
+    /// address): its new devices pair at once under [`AutoApprove::Loopback`].
+    pub fn accept_loopback(&mut self, now: Instant) -> ConnId {
+        self.accept_from(now, true)
+    }
+
+    fn accept_from(&mut self, now: Instant, loopback: bool) -> ConnId {
         let conn = self.registry.accept();
         let due = after(now, self.config.handshake_timeout);
         self.handshakes.insert((due, conn));
@@ -147,15 +167,17 @@ impl Gateway {
             conn,
             max_message: self.config.max_message_before_ready,
         });
-        let mut nonce = None;
+        let mut challenge = None;
         match self.config.profile {
             _ if self.faults.stall_hello => {}
             ServerProfile::Discord => self.write(conn, wire::hello(self.config.heartbeat_interval)),
             ServerProfile::OpenClaw => {
-                let n = format!("{:032x}", self.rng.u128(..));
+                // Unpredictable, so that no connect can be signed before its socket opens.
+                let nonce = devices::random_secret()
+                    .unwrap_or_else(|| format!("{:032x}", self.rng.u128(..)));
                 let ts = self.clock_ms(now);
-                self.write(conn, wire::challenge(&n, ts));
-                nonce = Some(n);
+                self.write(conn, wire::challenge(&nonce, ts));
+                challenge = Some(devices::Challenge { nonce, ts });
             }
             ServerProfile::Plain => {}
         }
@@ -163,7 +185,9 @@ impl Gateway {
             conn,
             Conn {
                 phase: Phase::Handshake { due },
-                nonce,
+                challenge,
+                loopback,
+                role: None,
                 events: 0,
                 tick: None,
                 acked: 0,
@@ -206,7 +230,15 @@ impl Gateway {
                 self.bad_frame(conn, "binary frame: this protocol is JSON text".into());
                 return;
             }
-            Frame::Ping(_) | Frame::Pong(_) => return,
+            // A pong answers the gateway's liveness ping (OpenClaw): it shows the client
+            // alive, as any frame does.
+            Frame::Pong(_) => {
+                if ready.is_some() {
+                    self.registry.beat(conn, now);
+                }
+                return;
+            }
+            Frame::Ping(_) => return,
         };
         match self.config.profile {
             ServerProfile::Discord => self.discord_frame(conn, ready, text, now),
@@ -262,6 +294,11 @@ impl Gateway {
                     }
                 };
                 self.write(conn, tick);
+                if self.config.profile == ServerProfile::OpenClaw {
+                    // Liveness is the client's pong (any frame will do) within the pong
+                    // window, as the real gateway judges it.
+                    self.write(conn, Frame::Ping(bytes::Bytes::new()));
+                }
             }
         }
         while let Some(&(at, conn)) = self.drops.first() {
@@ -348,6 +385,48 @@ impl Gateway {
                 })
             }
         }
+    }
+
+    /// Approves a waiting OpenClaw pairing request: the device is paired for its role, with
+    /// a device token it gets at its next connect.
+    pub fn approve_pairing(&mut self, request_id: &str) -> Result<PairingRequest, GatewayError> {
+        let request = self
+            .devices
+            .approve(request_id)
+            .ok_or(GatewayError::UnknownPairing)?;
+        self.events.push_back(GatewayEvent::Paired(request.clone()));
+        Ok(request)
+    }
+
+    /// Rejects a waiting OpenClaw pairing request; the device's next connect asks again.
+    pub fn reject_pairing(&mut self, request_id: &str) -> Result<PairingRequest, GatewayError> {
+        self.devices
+            .reject(request_id)
+            .ok_or(GatewayError::UnknownPairing)
+    }
+
+    /// The OpenClaw pairing requests waiting for approval.
+    pub fn pending_pairings(&self) -> Vec<PairingRequest> {
+        self.devices.pending().cloned().collect()
+    }
+
+    /// Answers an OpenClaw [`GatewayEvent::Request`] on the connection it came on: its
+    /// payload (raw JSON) or an error. Refused when that connection is no longer ready.
+    pub fn respond(
+        &mut self,
+        conn: ConnId,
+        id: &str,
+        result: Result<&RawValue, tether_core::RemoteError>,
+    ) -> Result<(), GatewayError> {
+        if !self.is_ready(conn) {
+            return Err(GatewayError::NotConnected);
+        }
+        let frame = match result {
+            Ok(payload) => wire::res_ok(id, payload.get()),
+            Err(e) => wire::res_error(id, &e.code, &e.message),
+        };
+        self.write(conn, frame);
+        Ok(())
     }
 
     /// Asks `peer` to run `method` (an OpenClaw `node.invoke.request`). Bound to the peer's current connection: only an
@@ -462,6 +541,13 @@ impl Gateway {
 
     /// The one way out of a connection: the close frame for `why`, and nothing more on it.
     fn close(&mut self, conn: ConnId, why: CloseWhy) {
+        let frame = why.frame(self.config.profile);
+        self.close_with(conn, why, frame);
+    }
+
+    /// [`close`](Self::close) with a close frame of its own (a refusal that names its cause,
+    /// as the real OpenClaw gateway's do).
+    fn close_with(&mut self, conn: ConnId, why: CloseWhy, frame: tether_core::CloseFrame) {
         let Some(state) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -486,10 +572,7 @@ impl Gateway {
         }
         self.commands.push_back(match why {
             CloseWhy::Dropped => GatewayCommand::Abort { conn },
-            _ => GatewayCommand::Close {
-                conn,
-                frame: why.frame(self.config.profile),
-            },
+            _ => GatewayCommand::Close { conn, frame },
         });
         self.events
             .push_back(GatewayEvent::Closing { conn, peer, why });
@@ -568,12 +651,9 @@ impl Gateway {
         self.close(conn, CloseWhy::Rejected);
     }
 
-    fn rejected_openclaw(&mut self, conn: ConnId, id: &str, rejection: &Rejection) {
-        self.write(
-            conn,
-            wire::res_error(id, "INVALID_REQUEST", &rejection.reason),
-        );
-        self.rejected(conn);
+    /// The OpenClaw role `conn` was granted, once connected.
+    fn role_of(&self, conn: ConnId) -> Option<&'static str> {
+        self.conns.get(&conn).and_then(|c| c.role)
     }
 
     /// The next event sequence on `conn`: ticks and events share it, per connection.

@@ -143,8 +143,14 @@ pub(crate) enum OpenClawIn<'a> {
         invoke: Option<u64>,
         answer: Result<InvokePayload<'a>, RemoteError>,
     },
-    /// A request or event for the application.
-    Application,
+    /// Any other request.
+    Request {
+        id: &'a RawValue,
+        method: Cow<'a, str>,
+        params: Option<&'a RawValue>,
+    },
+    /// An event of the client's (a node's `node.event`, say).
+    Event,
 }
 
 /// An invoke's result as a node sends it: raw JSON, or JSON text in `payloadJSON`.
@@ -164,10 +170,14 @@ pub(crate) fn read_openclaw(text: &str) -> Result<OpenClawIn<'_>, Malformed> {
                     id,
                 }),
                 "node.invoke.result" => read_invoke_result(id, e.params),
-                _ => Ok(OpenClawIn::Application),
+                _ => Ok(OpenClawIn::Request {
+                    id,
+                    method: e.method.unwrap_or_default(),
+                    params: e.params,
+                }),
             }
         }
-        "event" => Ok(OpenClawIn::Application),
+        "event" => Ok(OpenClawIn::Event),
         other => Err(format!("unknown frame type ({} bytes)", other.len())),
     }
 }
@@ -222,7 +232,20 @@ pub(crate) fn res_ok(id: &str, payload: &str) -> Frame {
 }
 
 pub(crate) fn res_error(id: &str, code: &str, message: &str) -> Frame {
-    let error = serde_json::json!({ "code": code, "message": message });
+    res_error_details(id, code, message, None)
+}
+
+/// A refusal with the structured `details` clients branch on.
+pub(crate) fn res_error_details(
+    id: &str,
+    code: &str,
+    message: &str,
+    details: Option<serde_json::Value>,
+) -> Frame {
+    let mut error = serde_json::json!({ "code": code, "message": message });
+    if let Some(details) = details {
+        error["details"] = details;
+    }
     Frame::text(format!(
         "{{\"type\":\"res\",\"id\":{id},\"ok\":false,\"error\":{error}}}"
     ))
@@ -232,19 +255,30 @@ pub(crate) fn res_error(id: &str, code: &str, message: &str) -> Frame {
 pub(crate) struct Grant<'a> {
     pub(crate) conn_id: &'a str,
     pub(crate) role: &'a str,
-    pub(crate) scopes: &'a serde_json::Value,
+    pub(crate) scopes: &'a [String],
+    pub(crate) device_token: Option<&'a str>,
+    pub(crate) methods: &'a [&'a str],
     pub(crate) tick: Duration,
     pub(crate) max_payload: usize,
 }
 
 pub(crate) fn hello_ok(grant: &Grant<'_>) -> String {
+    let mut auth = serde_json::json!({ "role": grant.role, "scopes": grant.scopes });
+    if let Some(token) = grant.device_token {
+        auth["deviceToken"] = token.into();
+    }
     serde_json::json!({
         "type": "hello-ok",
         "protocol": 4,
         "server": { "version": concat!("tether-", env!("CARGO_PKG_VERSION")), "connId": grant.conn_id },
-        "features": { "methods": [], "events": ["tick", "node.invoke.request"] },
-        "snapshot": {},
-        "auth": { "role": grant.role, "scopes": grant.scopes },
+        "features": { "methods": grant.methods, "events": ["tick", "shutdown", "node.invoke.request"] },
+        "snapshot": {
+            "presence": [],
+            "health": {},
+            "stateVersion": { "presence": 0, "health": 0 },
+            "uptimeMs": 0,
+        },
+        "auth": auth,
         "policy": {
             "maxPayload": grant.max_payload,
             "maxBufferedBytes": grant.max_payload.saturating_mul(2),

@@ -21,8 +21,8 @@ fn k07_durations_past_the_bound_are_refused_at_build() {
             GatewayConfig::builder(ServerProfile::Discord).resume_window(Duration::MAX),
         ),
         (
-            "client_silence",
-            GatewayConfig::builder(ServerProfile::OpenClaw).client_silence(Duration::MAX),
+            "pong_window",
+            GatewayConfig::builder(ServerProfile::OpenClaw).pong_window(Duration::MAX),
         ),
     ] {
         assert!(

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use tether_core::protocol::openclaw::{DeviceIdentity, SignedConnect};
 use tether_core::{CloseFrame, ConnId, Frame};
 use tether_gateway::registry::{InvokeOutcome, Presence};
 use tether_gateway::{
-    CloseWhy, Credentials, Delivered, Faults, Gateway, GatewayCommand, GatewayConfig, GatewayError,
-    GatewayEvent, PeerId, Rejection, ServerProfile,
+    AutoApprove, CloseWhy, Credentials, Delivered, Faults, Gateway, GatewayCommand, GatewayConfig,
+    GatewayError, GatewayEvent, PairingRequest, PeerId, Rejection, ServerProfile,
 };
 
 #[allow(clippy::disallowed_methods)]
@@ -66,7 +67,7 @@ impl Server {
         Self::new(
             GatewayConfig::builder(ServerProfile::OpenClaw)
                 .heartbeat_interval(Duration::from_millis(500))
-                .client_silence(Duration::from_secs(3))
+                .pong_window(Duration::from_millis(2_500))
                 .build()
                 .unwrap(),
         )
@@ -114,6 +115,10 @@ impl Server {
                     conn,
                     frame: Frame::Text(t),
                 } => (conn, Wire::Json(serde_json::from_str(t.as_str()).unwrap())),
+                GatewayCommand::Send {
+                    conn,
+                    frame: Frame::Ping(_),
+                } => (conn, Wire::Ping),
                 GatewayCommand::Send { conn, frame } => panic!("{conn}: {frame:?}"),
                 GatewayCommand::Close { conn, frame } => (conn, Wire::Close(frame)),
                 GatewayCommand::Abort { conn } => (conn, Wire::Abort),
@@ -141,7 +146,7 @@ impl Server {
         let conn = self.accept();
         self.json(
             conn,
-            json!({"type": "req", "id": "connect", "method": "connect", "params": {"auth": {"token": format!("token-{peer}")}}}),
+            json!({"type": "req", "id": "connect", "method": "connect", "params": operator_params(&format!("token-{peer}"))}),
         );
         conn
     }
@@ -154,8 +159,59 @@ impl Server {
 #[derive(Debug, Clone, PartialEq)]
 enum Wire {
     Json(Value),
+    /// A liveness ping (OpenClaw, with each tick).
+    Ping,
     Close(CloseFrame),
     Abort,
+}
+
+/// A device-less operator's connect params with the shared `token`.
+fn operator_params(token: &str) -> Value {
+    json!({
+        "minProtocol": 3, "maxProtocol": 4,
+        "client": {"id": "cli", "version": "1.0.0", "platform": "linux", "mode": "cli"},
+        "role": "operator", "scopes": ["operator.read"],
+        "auth": {"token": token},
+    })
+}
+
+/// A node's connect, signed by `identity` over `nonce` and `ts` with the shared `token`.
+fn node_params(identity: &DeviceIdentity, nonce: &str, ts: u64, token: &str) -> Value {
+    let scopes: Vec<String> = Vec::new();
+    let signed = SignedConnect {
+        device_id: identity.id(),
+        client_id: "node-host",
+        client_mode: "node",
+        role: "node",
+        scopes: &scopes,
+        signed_at: ts,
+        token,
+        nonce,
+        platform: "linux",
+        device_family: "",
+    };
+    json!({
+        "minProtocol": 3, "maxProtocol": 4,
+        "client": {"id": "node-host", "version": "1.0.0", "platform": "linux", "mode": "node"},
+        "role": "node", "scopes": [], "commands": ["tether.echo"],
+        "auth": {"token": token},
+        "device": {
+            "id": identity.id(), "publicKey": identity.public_key(),
+            "signature": identity.sign(&signed.payload_v3()), "signedAt": ts, "nonce": nonce,
+        },
+    })
+}
+
+/// The challenge a freshly accepted connection was sent: its nonce and ts.
+fn challenge_of(wire: &[(ConnId, Wire)]) -> (String, u64) {
+    let Some((_, Wire::Json(challenge))) = wire.first() else {
+        panic!("{wire:?}")
+    };
+    assert_eq!(challenge["event"], "connect.challenge");
+    (
+        challenge["payload"]["nonce"].as_str().unwrap().to_owned(),
+        challenge["payload"]["ts"].as_u64().unwrap(),
+    )
 }
 
 /// A node's `node.invoke.result` for invoke `id`, with `fields` (`ok`, `payload`...).
@@ -507,19 +563,24 @@ fn openclaw_challenge_hello_ok_ticks_and_messages_share_one_sequence() {
     assert!(challenge["payload"]["ts"].is_u64());
     s.json(
         conn,
-        json!({"type": "req", "id": "c-1", "method": "connect", "params": {"role": "node", "scopes": [], "auth": {"token": "token-agent"}}}),
+        json!({"type": "req", "id": "c-1", "method": "connect", "params": operator_params("token-agent")}),
     );
     s.json(
         conn,
-        json!({"type": "req", "id": "3", "method": "echo", "params": [1]}),
+        json!({"type": "event", "event": "presence", "payload": {"echo": [1]}}),
     );
     s.elapse_ms(500);
     s.gw.dispatch("agent", "price", &raw("{\"px\":1}")).unwrap();
-    let wire: Vec<Value> = s
-        .commands()
+    let all = s.commands();
+    assert!(
+        all.iter().any(|(_, w)| *w == Wire::Ping),
+        "a liveness ping goes with the tick: {all:?}"
+    );
+    let wire: Vec<Value> = all
         .into_iter()
-        .map(|(_, w)| match w {
-            Wire::Json(v) => v,
+        .filter_map(|(_, w)| match w {
+            Wire::Json(v) => Some(v),
+            Wire::Ping => None,
             other => panic!("{other:?}"),
         })
         .collect();
@@ -528,7 +589,7 @@ fn openclaw_challenge_hello_ok_ticks_and_messages_share_one_sequence() {
     assert_eq!(hello["id"], "c-1");
     assert_eq!(hello["payload"]["type"], "hello-ok");
     assert_eq!(hello["payload"]["protocol"], 4);
-    assert_eq!(hello["payload"]["auth"]["role"], "node");
+    assert_eq!(hello["payload"]["auth"]["role"], "operator");
     assert_eq!(hello["payload"]["policy"]["tickIntervalMs"], 500);
     for field in ["server", "features", "snapshot", "auth", "policy"] {
         assert!(
@@ -554,37 +615,205 @@ fn openclaw_challenge_hello_ok_ticks_and_messages_share_one_sequence() {
 }
 
 #[test]
-fn openclaw_connect_must_sign_the_live_nonce() {
-    let mut s = Server::openclaw();
-    let conn = s.accept();
+fn openclaw_a_node_signs_the_live_nonce_pairs_once_and_gets_a_device_token() {
+    let mut s = Server::new(
+        GatewayConfig::builder(ServerProfile::OpenClaw)
+            .auto_approve(AutoApprove::Never)
+            .build()
+            .unwrap(),
+    );
+    let identity = DeviceIdentity::from_seed([8; 32]).unwrap();
+    let connect =
+        |params: Value| json!({"type": "req", "id": "c", "method": "connect", "params": params});
+    // A nonce of another socket (or a guess) is refused, typed, and closed 1008.
+    let first = s.accept();
+    let (first_nonce, ts) = challenge_of(&s.commands());
+    let other = s.accept();
+    let (other_nonce, other_ts) = challenge_of(&s.commands());
+    assert_ne!(
+        first_nonce, other_nonce,
+        "each connection gets its own nonce"
+    );
+    s.json(
+        first,
+        connect(node_params(&identity, &other_nonce, ts, "token-a")),
+    );
     let wire = s.commands();
-    let Wire::Json(challenge) = &wire[0].1 else {
-        panic!()
+    let Wire::Json(refused) = &wire[0].1 else {
+        panic!("{wire:?}")
     };
-    let first_nonce = challenge["payload"]["nonce"].as_str().unwrap().to_owned();
-    s.json(conn, json!({"type": "req", "id": "c", "method": "connect", "params": {"auth": {"token": "token-a"}, "device": {"nonce": "guess"}}}));
-    let wire = s.commands();
+    assert_eq!(refused["error"]["message"], "device nonce mismatch");
     assert_eq!(
-        wire[0].1,
-        Wire::Json(
-            json!({"type": "res", "id": "c", "ok": false, "error": {"code": "INVALID_REQUEST", "message": "device nonce mismatch"}})
-        )
+        refused["error"]["details"]["code"],
+        "DEVICE_AUTH_NONCE_MISMATCH"
     );
     assert_eq!(
         wire[1].1,
-        Wire::Close(CloseFrame::new(1008, "authentication failed"))
+        Wire::Close(CloseFrame::new(1008, "device nonce mismatch"))
     );
-    // The nonce is per connection: read the new one from its challenge.
-    let conn2 = s.accept();
+    // A signature over another credential than the one presented does not verify.
+    let mut forged = node_params(&identity, &other_nonce, other_ts, "token-b");
+    forged["auth"]["token"] = json!("token-a");
+    s.json(other, connect(forged));
     let wire = s.commands();
-    let Wire::Json(challenge) = &wire[0].1 else {
-        panic!()
+    let Wire::Json(refused) = &wire[0].1 else {
+        panic!("{wire:?}")
     };
-    let nonce = challenge["payload"]["nonce"].as_str().unwrap().to_owned();
-    s.json(conn2, json!({"type": "req", "id": "c", "method": "connect", "params": {"auth": {"token": "token-a"}, "device": {"nonce": nonce}}}));
-    assert!(matches!(&s.commands()[0].1, Wire::Json(v) if v["ok"] == true));
-    assert_eq!(s.gw.owner("a"), Some(conn2));
-    assert_ne!(nonce, first_nonce, "each connection gets its own nonce");
+    assert_eq!(
+        refused["error"]["details"]["code"],
+        "DEVICE_AUTH_SIGNATURE_INVALID"
+    );
+    // A good proof of a new device: pairing required, announced once, retried.
+    let mut pairing = None;
+    for attempt in 0..2 {
+        let conn = s.accept();
+        let (nonce, ts) = challenge_of(&s.commands());
+        s.json(conn, connect(node_params(&identity, &nonce, ts, "token-a")));
+        let wire = s.commands();
+        let Wire::Json(refused) = &wire[0].1 else {
+            panic!("{wire:?}")
+        };
+        assert_eq!(refused["error"]["code"], "NOT_PAIRED");
+        assert_eq!(refused["error"]["details"]["pauseReconnect"], false);
+        let requested: Vec<PairingRequest> = s
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                GatewayEvent::PairingRequested(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(requested.len(), usize::from(attempt == 0), "announced once");
+        if let Some(request) = requested.into_iter().next() {
+            assert_eq!(request.device_id, identity.id());
+            assert_eq!(request.commands, ["tether.echo"]);
+            pairing = Some(request.request_id);
+        }
+    }
+    let pairing = pairing.unwrap();
+    s.gw.approve_pairing(&pairing).unwrap();
+    assert_eq!(
+        s.gw.approve_pairing(&pairing),
+        Err(GatewayError::UnknownPairing)
+    );
+    let conn = s.accept();
+    let (nonce, ts) = challenge_of(&s.commands());
+    s.json(conn, connect(node_params(&identity, &nonce, ts, "token-a")));
+    let wire = s.commands();
+    let Wire::Json(hello) = &wire[0].1 else {
+        panic!("{wire:?}")
+    };
+    assert_eq!(hello["payload"]["type"], "hello-ok", "{hello}");
+    let device_token = hello["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Kept by device id: the node is its device.
+    assert_eq!(s.gw.owner(identity.id()), Some(conn));
+    // Its device token alone lets it in again, signed with that token.
+    let again = s.accept();
+    let (nonce, ts) = challenge_of(&s.commands());
+    let mut params = node_params(&identity, &nonce, ts, &device_token);
+    params["auth"] = json!({"deviceToken": device_token});
+    s.json(again, connect(params));
+    let wire = s.commands();
+    assert!(
+        wire.iter().any(|(c, w)| *c == again
+            && matches!(w, Wire::Json(v) if v["payload"]["type"] == "hello-ok")),
+        "{wire:?}"
+    );
+    assert_eq!(
+        s.gw.owner(identity.id()),
+        Some(again),
+        "the newer connection owns it (S1)"
+    );
+}
+
+#[test]
+fn openclaw_connects_are_validated_as_the_real_gateway_does() {
+    let cases = [
+        (json!({"client": {"id": "cli"}}), "INVALID_REQUEST", 1008),
+        (
+            {
+                let mut p = operator_params("token-a");
+                p["extra"] = json!(1);
+                p
+            },
+            "INVALID_REQUEST",
+            1008,
+        ),
+        (
+            {
+                let mut p = operator_params("token-a");
+                p["client"]["id"] = json!("made-up");
+                p
+            },
+            "INVALID_REQUEST",
+            1008,
+        ),
+        (
+            {
+                let mut p = operator_params("token-a");
+                p["minProtocol"] = json!(5);
+                p["maxProtocol"] = json!(6);
+                p
+            },
+            "INVALID_REQUEST",
+            1002,
+        ),
+        (
+            {
+                let mut p = operator_params("token-a");
+                p["auth"] = json!({});
+                p
+            },
+            "INVALID_REQUEST",
+            1008,
+        ),
+        (
+            {
+                let mut p = operator_params("token-a");
+                p["role"] = json!("node");
+                p
+            },
+            "NOT_PAIRED",
+            1008,
+        ),
+    ];
+    for (params, code, close) in cases {
+        let mut s = Server::openclaw();
+        let conn = s.accept();
+        s.commands();
+        s.json(
+            conn,
+            json!({"type": "req", "id": "c", "method": "connect", "params": params}),
+        );
+        let wire = s.commands();
+        let Wire::Json(refused) = &wire[0].1 else {
+            panic!("{params}: {wire:?}")
+        };
+        assert_eq!(refused["error"]["code"], code, "{params}: {refused}");
+        assert!(
+            matches!(&wire[1].1, Wire::Close(f) if f.code == close),
+            "{params}: {wire:?}"
+        );
+    }
+    // An unknown method is refused; health and status are answered by the gateway itself.
+    let mut s = Server::openclaw();
+    let conn = s.connect("a");
+    s.commands();
+    for method in ["health", "status", "nope"] {
+        s.json(conn, json!({"type": "req", "id": method, "method": method}));
+    }
+    let wire = s.commands();
+    let oks: Vec<bool> = wire
+        .iter()
+        .filter_map(|(_, w)| match w {
+            Wire::Json(v) => v["ok"].as_bool(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(oks, [true, true, false], "{wire:?}");
 }
 
 #[test]
@@ -815,6 +1044,7 @@ proptest! {
                 prop_assert!(!m.socket_gone.contains(&conn), "{conn} written after it ended");
                 match wire {
                     Wire::Close(_) | Wire::Abort => { m.closed_commands.insert(conn); }
+                    Wire::Ping => {}
                     Wire::Json(v) if v["op"] == 0 => {
                         let seq = v["s"].as_u64().unwrap();
                         if v["t"] == "READY" {

@@ -105,10 +105,15 @@ async fn reopen_until_resumed(
     }
 }
 
-fn node_client(url: &str, name: &'static str, peer: &str) -> tether_tokio::Handle<OpenClaw> {
-    let identity = DeviceIdentity::generate().unwrap();
-    let profile = OpenClaw::builder(Role::Node, identity)
-        .token(Token::new(format!("token-{peer}")))
+/// A node of device `identity` (the gateway knows a node by its device id) that answers
+/// every invoke with its `name`.
+fn node_client(
+    url: &str,
+    name: &'static str,
+    identity: &DeviceIdentity,
+) -> tether_tokio::Handle<OpenClaw> {
+    let profile = OpenClaw::builder(Role::Node, identity.clone())
+        .token(Token::new("token-agent"))
         .commands(["whoami"])
         .build()
         .unwrap();
@@ -141,7 +146,9 @@ async fn live_replaced_session_survives_the_late_close_of_its_old_socket() {
     let mut log = Vec::new();
     // The first client reaches the gateway through a proxy we can stall.
     let proxy = FaultProxy::start(gateway.local_addr().unwrap()).await;
-    let first = node_client(&proxy.url(), "first", "agent");
+    let identity = DeviceIdentity::generate().unwrap();
+    let agent = identity.id().to_owned();
+    let first = node_client(&proxy.url(), "first", &identity);
     let GatewayEvent::Presence { conn: old, .. } = until(&mut events, &mut log, |e| {
         matches!(
             e,
@@ -158,7 +165,7 @@ async fn live_replaced_session_survives_the_late_close_of_its_old_socket() {
     // Its path goes silent: the gateway's close of the old socket cannot get through, so
     // the socket ends late, after the second client has taken the session over.
     proxy.set(Mode::Blackhole);
-    let second = node_client(&url, "second", "agent");
+    let second = node_client(&url, "second", &identity);
     let GatewayEvent::Presence {
         conn: new,
         presence,
@@ -180,12 +187,12 @@ async fn live_replaced_session_survives_the_late_close_of_its_old_socket() {
     .await
     .expect("the old socket ends");
     assert_eq!(
-        gateway.owner("agent").await.unwrap(),
+        gateway.owner(&agent).await.unwrap(),
         Some(new),
         "still connected, on the new socket"
     );
     let (_, outcome) = gateway
-        .invoke("agent", "whoami", raw("null"), Duration::from_secs(5))
+        .invoke(&agent, "whoami", raw("null"), Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(outcome, InvokeOutcome::Result(Ok("\"second\"".into())));

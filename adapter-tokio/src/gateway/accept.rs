@@ -256,6 +256,8 @@ async fn upgrade(
     evicted: oneshot::Receiver<()>,
     pending: PendingGuard,
 ) {
+    // A peer on this machine: its new OpenClaw devices may pair at once (AutoApprove).
+    let loopback = tcp.peer_addr().is_ok_and(|a| a.ip().is_loopback());
     let timeout = shared.options.upgrade_timeout;
     let upgraded = tokio::select! {
         upgraded = tokio::time::timeout(timeout, Box::pin(upgrade_stream(tcp, shared.clone()))) => upgraded,
@@ -274,9 +276,9 @@ async fn upgrade(
     shared.open.fetch_add(1, Ordering::AcqRel);
     let _open = OpenGuard(shared.open.clone());
     match ws {
-        Upgraded::Plain(ws) => serve_socket(ws, to_driver, &shared).await,
+        Upgraded::Plain(ws) => serve_socket(ws, to_driver, &shared, loopback).await,
         #[cfg(feature = "rustls")]
-        Upgraded::Tls(ws) => Box::pin(serve_socket(ws, to_driver, &shared)).await,
+        Upgraded::Tls(ws) => Box::pin(serve_socket(ws, to_driver, &shared, loopback)).await,
     }
 }
 
@@ -345,6 +347,7 @@ async fn serve_socket<S>(
     ws: Box<Ws<S>>,
     to_driver: mpsc::UnboundedSender<FromSocket>,
     shared: &Shared,
+    loopback: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -355,7 +358,11 @@ async fn serve_socket<S>(
     let (reply, conn) = oneshot::channel();
     let socket = outbox.clone();
     if to_driver
-        .send(FromSocket::Accepted { socket, reply })
+        .send(FromSocket::Accepted {
+            socket,
+            reply,
+            loopback,
+        })
         .is_err()
     {
         return;

@@ -43,6 +43,20 @@ pub(super) enum Call {
         peer: String,
         reply: oneshot::Sender<Option<ConnId>>,
     },
+    Pairing {
+        request_id: String,
+        approve: bool,
+        reply: oneshot::Sender<Result<tether_gateway::PairingRequest, GatewayError>>,
+    },
+    PendingPairings {
+        reply: oneshot::Sender<Vec<tether_gateway::PairingRequest>>,
+    },
+    Respond {
+        conn: ConnId,
+        id: String,
+        result: Result<Box<RawValue>, tether_core::RemoteError>,
+        reply: oneshot::Sender<Result<(), GatewayError>>,
+    },
     Stats {
         reply: oneshot::Sender<GatewayStats>,
     },
@@ -61,6 +75,8 @@ pub(super) enum FromSocket {
     Accepted {
         socket: Arc<Outbox>,
         reply: oneshot::Sender<ConnId>,
+        /// Whether its peer is on this machine.
+        loopback: bool,
     },
     /// A frame read on `conn`, holding `charge` bytes of its credit.
     Frame {
@@ -209,8 +225,16 @@ impl Driver {
     fn handle(&mut self, message: FromSocket) {
         let now = Instant::now();
         match message {
-            FromSocket::Accepted { socket, reply } => {
-                let conn = self.gateway.accept(now);
+            FromSocket::Accepted {
+                socket,
+                reply,
+                loopback,
+            } => {
+                let conn = if loopback {
+                    self.gateway.accept_loopback(now)
+                } else {
+                    self.gateway.accept(now)
+                };
                 self.sockets.insert(conn, socket);
                 let _ = reply.send(conn);
             }
@@ -271,6 +295,30 @@ impl Driver {
             }
             Call::Owner { peer, reply } => {
                 let _ = reply.send(self.gateway.owner(&peer));
+            }
+            Call::Pairing {
+                request_id,
+                approve,
+                reply,
+            } => {
+                let decided = if approve {
+                    self.gateway.approve_pairing(&request_id)
+                } else {
+                    self.gateway.reject_pairing(&request_id)
+                };
+                let _ = reply.send(decided);
+            }
+            Call::PendingPairings { reply } => {
+                let _ = reply.send(self.gateway.pending_pairings());
+            }
+            Call::Respond {
+                conn,
+                id,
+                result,
+                reply,
+            } => {
+                let result = result.as_deref().map_err(Clone::clone);
+                let _ = reply.send(self.gateway.respond(conn, &id, result));
             }
             Call::Stats { reply } => {
                 let _ = reply.send(self.gateway.stats());

@@ -355,6 +355,63 @@ impl GatewayHandle {
         self.call(|reply| Call::Owner { peer, reply }).await
     }
 
+    /// Approves a waiting OpenClaw pairing request: the device gets its device token at
+    /// its next connect.
+    pub async fn approve_pairing(
+        &self,
+        request_id: &str,
+    ) -> Result<tether_gateway::PairingRequest, ServeError> {
+        let request_id = request_id.to_owned();
+        self.call(|reply| Call::Pairing {
+            request_id,
+            approve: true,
+            reply,
+        })
+        .await?
+        .map_err(ServeError::from)
+    }
+
+    /// Rejects a waiting OpenClaw pairing request.
+    pub async fn reject_pairing(
+        &self,
+        request_id: &str,
+    ) -> Result<tether_gateway::PairingRequest, ServeError> {
+        let request_id = request_id.to_owned();
+        self.call(|reply| Call::Pairing {
+            request_id,
+            approve: false,
+            reply,
+        })
+        .await?
+        .map_err(ServeError::from)
+    }
+
+    /// The OpenClaw pairing requests waiting for approval.
+    pub async fn pending_pairings(
+        &self,
+    ) -> Result<Vec<tether_gateway::PairingRequest>, ServeError> {
+        self.call(|reply| Call::PendingPairings { reply }).await
+    }
+
+    /// Answers an OpenClaw request ([`GatewayEvent::Request`](tether_gateway::GatewayEvent))
+    /// on the connection it came on.
+    pub async fn respond(
+        &self,
+        conn: ConnId,
+        id: &str,
+        result: Result<Box<RawValue>, tether_core::RemoteError>,
+    ) -> Result<(), ServeError> {
+        let id = id.to_owned();
+        self.call(|reply| Call::Respond {
+            conn,
+            id,
+            result,
+            reply,
+        })
+        .await?
+        .map_err(ServeError::from)
+    }
+
     /// Misbehaves as `faults` say from now on, for testing clients.
     pub async fn set_faults(&self, faults: Faults) -> Result<(), ServeError> {
         self.call(|reply| Call::Faults { faults, reply }).await

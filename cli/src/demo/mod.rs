@@ -31,7 +31,7 @@ use tether_gateway::{Credentials, PeerId, Rejection};
 const PEER: &str = "demo-bot";
 /// The discord client's token; the gateway knows it as [`PEER`].
 const TOKEN: &str = "demo-bot-token";
-/// The OpenClaw node's token, and its name.
+/// The OpenClaw node's token (the gateway knows a node by its device id).
 const AGENT_TOKEN: &str = "demo-agent-token";
 const AGENT: &str = "demo-agent";
 
@@ -133,6 +133,8 @@ async fn start_gateway(
         .heartbeat_interval(HEARTBEAT)
         .handshake_timeout(Duration::from_secs(2))
         .resume_window(Duration::from_secs(30))
+        // The node's `slow` requests go to this application, which holds them.
+        .methods(["slow"])
         .build()
         .map_err(|e| e.to_string())?;
     let (gateway, mut events) = serve(listener, config, known_tokens, GatewayOptions::default())
@@ -647,6 +649,7 @@ async fn requests_in_flight(demo: &mut Demo, seed: u64) -> Result<(), String> {
     .await?;
     let proxy = Proxy::start(addr).await.map_err(|e| e.to_string())?;
     let identity = DeviceIdentity::generate().map_err(|e| e.to_string())?;
+    let node = identity.id().to_owned();
     let profile = OpenClaw::builder(Role::Node, identity)
         .token(Token::new(AGENT_TOKEN))
         .commands(["status"])
@@ -666,7 +669,7 @@ async fn requests_in_flight(demo: &mut Demo, seed: u64) -> Result<(), String> {
             }
         }
     });
-    let up = eventually(|| async { matches!(gateway.owner(AGENT).await, Ok(Some(_))) }).await;
+    let up = eventually(|| async { matches!(gateway.owner(&node).await, Ok(Some(_))) }).await;
     let mut requests = Vec::new();
     for i in 0..3 {
         let client = client.clone();
@@ -681,10 +684,11 @@ async fn requests_in_flight(demo: &mut Demo, seed: u64) -> Result<(), String> {
     }
     let invoke = {
         let gateway = gateway.clone();
+        let node = node.clone();
         let params = raw("{}".to_owned())?;
         tokio::spawn(async move {
             gateway
-                .invoke(AGENT, "status", params, Duration::from_secs(20))
+                .invoke(&node, "status", params, Duration::from_secs(20))
                 .await
         })
     };

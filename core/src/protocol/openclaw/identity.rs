@@ -99,7 +99,7 @@ impl DeviceIdentity {
     }
 
     /// The signature of `payload`, base64url without padding.
-    pub(crate) fn sign(&self, payload: &str) -> String {
+    pub fn sign(&self, payload: &str) -> String {
         URL_SAFE_NO_PAD.encode(self.pair.sign(payload.as_bytes()).as_ref())
     }
 }
@@ -112,26 +112,54 @@ impl fmt::Debug for DeviceIdentity {
     }
 }
 
-/// What a connect signs (the v3 form): the device, the client, its role and scopes, the
-/// challenge's time and nonce, the credential presented, and the platform and device
-/// family, lowercased, so that none of them can be changed by whoever relays the connect.
+/// What a connect signs: the device, the client, its role and scopes, the challenge's time
+/// and nonce, the credential presented, and (v3) the platform and device family, lowercased,
+/// so that none of them can be changed by whoever relays the connect. The client signs it
+/// and the gateway (`tether-gateway`) checks it with this one text.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SignedConnect<'a> {
-    pub(crate) device_id: &'a str,
-    pub(crate) client_id: &'a str,
-    pub(crate) client_mode: &'a str,
-    pub(crate) role: &'a str,
-    pub(crate) scopes: &'a [String],
-    pub(crate) signed_at: u64,
-    pub(crate) token: &'a str,
-    pub(crate) nonce: &'a str,
-    pub(crate) platform: &'a str,
-    pub(crate) device_family: &'a str,
+pub struct SignedConnect<'a> {
+    /// `device.id`.
+    pub device_id: &'a str,
+    /// `client.id`.
+    pub client_id: &'a str,
+    /// `client.mode`.
+    pub client_mode: &'a str,
+    /// `role`.
+    pub role: &'a str,
+    /// `scopes`, as sent (joined with commas).
+    pub scopes: &'a [String],
+    /// `device.signedAt`: the challenge's `ts`.
+    pub signed_at: u64,
+    /// The credential presented: `auth.token`, else `auth.deviceToken`, else empty.
+    pub token: &'a str,
+    /// The challenge's nonce.
+    pub nonce: &'a str,
+    /// `client.platform`.
+    pub platform: &'a str,
+    /// `client.deviceFamily` (empty when absent).
+    pub device_family: &'a str,
 }
 
 impl SignedConnect<'_> {
+    /// `v2|deviceId|clientId|clientMode|role|scopes|signedAt|token|nonce`: the older text,
+    /// which gateways still accept.
+    pub fn payload_v2(&self) -> String {
+        [
+            "v2",
+            self.device_id,
+            self.client_id,
+            self.client_mode,
+            self.role,
+            &self.scopes.join(","),
+            &self.signed_at.to_string(),
+            self.token,
+            self.nonce,
+        ]
+        .join("|")
+    }
+
     /// `v3|deviceId|clientId|clientMode|role|scopes|signedAt|token|nonce|platform|deviceFamily`
-    pub(crate) fn payload_v3(&self) -> String {
+    pub fn payload_v3(&self) -> String {
         [
             "v3",
             self.device_id,

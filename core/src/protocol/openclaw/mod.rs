@@ -45,7 +45,7 @@ use crate::protocol::{
 };
 
 pub use hello::{DEFAULT_TICK_INTERVAL, HelloOk, Policy};
-pub use identity::{DeviceIdentity, IdentityError};
+pub use identity::{DeviceIdentity, IdentityError, SignedConnect};
 pub use verdict::{CloseVerdict, ConnectVerdict, PAIRING_RETRY};
 use wire::{Envelope, WireError};
 
