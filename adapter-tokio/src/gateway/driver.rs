@@ -230,11 +230,13 @@ impl Driver {
                 reply,
                 loopback,
             } => {
-                let conn = if loopback {
-                    self.gateway.accept_loopback(now)
-                } else {
-                    self.gateway.accept(now)
-                };
+                // The wall clock goes with each accept: OpenClaw challenges carry it.
+                let unix_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .and_then(|d| u64::try_from(d.as_millis()).ok());
+                let peer = tether_gateway::AcceptedPeer { loopback, unix_ms };
+                let conn = self.gateway.accept_peer(now, peer);
                 self.sockets.insert(conn, socket);
                 let _ = reply.send(conn);
             }

