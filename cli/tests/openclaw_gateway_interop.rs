@@ -27,11 +27,22 @@ fn door(credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
 }
 
 async fn gateway(tick: Duration, approve: AutoApprove) -> (GatewayHandle, GatewayEvents, u16) {
+    gateway_with(tick, approve, Duration::from_secs(25)).await
+}
+
+/// A tether gateway speaking OpenClaw on a free loopback port: its ticks, its pairing
+/// policy and its pong window.
+async fn gateway_with(
+    tick: Duration,
+    approve: AutoApprove,
+    pong_window: Duration,
+) -> (GatewayHandle, GatewayEvents, u16) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let config = GatewayConfig::builder(ServerProfile::OpenClaw)
         .heartbeat_interval(tick)
         .auto_approve(approve)
+        .pong_window(pong_window)
         .build()
         .unwrap();
     let (handle, events) = serve(listener, config, door, GatewayOptions::default()).unwrap();
@@ -122,6 +133,119 @@ async fn g01_node_host_pairs_and_answers_an_invoke() {
         "{payload}"
     );
     assert_no_secrets("g01 events", &format!("{log:?}"), &[("token", TOKEN)]);
+    let _ = gateway.shutdown().await;
+}
+
+/// g02 (seed 002, forced in this order): the real node's path dies silently while an
+/// invoke is in flight on it, the node comes back on a new connection, and the gateway sees
+/// that connection register before the old socket's end. The invoke ends as disconnected
+/// exactly once; the node is the same device, needs no new approval, and answers the next
+/// invoke; presence shows one node throughout, never a stale disconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g02_node_comes_back_while_its_old_socket_lingers() {
+    let tick = Duration::from_secs(1);
+    // The gateway's own liveness verdict waits longer than the node's watchdog, so the
+    // node's new connection comes while the old socket is still open (the forced order).
+    let (gateway, mut events, port) =
+        gateway_with(tick, AutoApprove::Always, Duration::from_secs(300)).await;
+    let proxy =
+        tether_tests::proxy::FaultProxy::start(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let mut clients = RealClients::new("g02");
+    clients.node_run(proxy.addr.port(), TOKEN, "system.which");
+    let mut log = Vec::new();
+    let first = until(
+        &mut events,
+        &mut log,
+        Duration::from_secs(90),
+        |e| match e {
+            GatewayEvent::Presence {
+                peer,
+                conn,
+                presence: Presence::Connected,
+            } => Some((peer.clone(), *conn)),
+            _ => None,
+        },
+    )
+    .await
+    .unwrap_or_else(|| panic!("{log:?}\n{}", clients.node_run_log()));
+    let (node, old) = first;
+    // The path goes silent; the invoke is written into it and never reaches the node.
+    proxy.freeze_all();
+    let params = RawValue::from_string(json!({"bins": ["sh"]}).to_string()).unwrap();
+    let in_flight = {
+        let gateway = gateway.clone();
+        let node = node.clone();
+        tokio::spawn(async move {
+            gateway
+                .invoke(&node, "system.which", params, Duration::from_secs(60))
+                .await
+        })
+    };
+    // The node's watchdog (twice the tick) gives up on the silent socket and it comes back
+    // on a new connection, which replaces the old one while that is still open.
+    let replaced = until(
+        &mut events,
+        &mut log,
+        Duration::from_secs(60),
+        |e| match e {
+            GatewayEvent::Presence {
+                peer,
+                conn,
+                presence: Presence::Replaced { old: o },
+            } if *peer == node && *o == old => Some(*conn),
+            _ => None,
+        },
+    )
+    .await;
+    let new = replaced.unwrap_or_else(|| panic!("{log:?}\n{}", clients.node_run_log()));
+    let (_, outcome) = tokio::time::timeout(Duration::from_secs(30), in_flight)
+        .await
+        .expect("the invoke in flight ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, InvokeOutcome::Disconnected);
+    // The next invoke goes to the new connection and is answered.
+    let params = RawValue::from_string(json!({"bins": ["sh"]}).to_string()).unwrap();
+    let (_, outcome) = gateway
+        .invoke(&node, "system.which", params, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, InvokeOutcome::Result(Ok(_))),
+        "{outcome:?}"
+    );
+    assert_eq!(gateway.owner(&node).await.unwrap(), Some(new));
+    // The old socket ends late (the gateway closed it when it was replaced, and its close
+    // went into the silent path): a stale close, which changes nothing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gateway.stats().await.unwrap().registry.stale_closes == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the old socket never ended: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while let Ok(event) = events.try_recv() {
+        log.push(event);
+    }
+    let presence: Vec<&Presence> = log
+        .iter()
+        .filter_map(|e| match e {
+            GatewayEvent::Presence { peer, presence, .. } if *peer == node => Some(presence),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !presence.iter().any(|p| **p == Presence::Disconnected),
+        "no stale disconnect: {presence:?}"
+    );
+    let pairings = log
+        .iter()
+        .filter(|e| matches!(e, GatewayEvent::Paired(_)))
+        .count();
+    assert_eq!(pairings, 1, "paired once, not again: {log:?}");
+    assert_eq!(gateway.owner(&node).await.unwrap(), Some(new));
+    drop(proxy);
     let _ = gateway.shutdown().await;
 }
 

@@ -31,6 +31,9 @@ enum Fault {
     None,
     Reset,
     HalfClose,
+    /// Stop forwarding on the connections carried so far, forever, both sockets kept
+    /// open: their peers each see the other go silent. Newer connections pass.
+    Freeze,
 }
 
 pub struct FaultProxy {
@@ -92,6 +95,16 @@ impl FaultProxy {
     }
 
     /// Closes the direction toward the client (it reads EOF) and keeps the rest open.
+    /// Freezes every connection carried so far (nothing forwarded, nothing closed), while
+    /// new connections pass: a path that died silently under a client that then comes back
+    /// on a new one, so the server sees the new connection before the old one ends.
+    pub fn freeze_all(&self) {
+        self.fault.send_modify(|(n, f)| {
+            *n += 1;
+            *f = Fault::Freeze;
+        });
+    }
+
     pub fn half_close(&self) {
         self.fault.send_modify(|(n, f)| {
             *n += 1;
@@ -155,6 +168,16 @@ async fn pump(
                             }
                         }
                     }
+                    Fault::Freeze => loop {
+                        if fault.changed().await.is_err() {
+                            return;
+                        }
+                        if let (_, Fault::Reset) = *fault.borrow() {
+                            let _ = socket2::SockRef::from(to.as_ref()).set_linger(Some(Duration::ZERO));
+                            let _ = socket2::SockRef::from(from.as_ref()).set_linger(Some(Duration::ZERO));
+                            return;
+                        }
+                    },
                     Fault::HalfClose | Fault::None => continue,
                 }
             }
