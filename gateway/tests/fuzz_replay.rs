@@ -1,12 +1,12 @@
-//! The `registry` fuzz target on the stable toolchain: its committed corpus replayed through
-//! the very same body (`tether_gateway::fuzzing`), S1 to S3 as a sequence, and a few thousand
-//! generated inputs.
+//! The `registry` and `gateway_frames` fuzz targets on the stable toolchain: their committed
+//! corpus replayed through the very same bodies (`tether_gateway::fuzzing`), S1 to S3 as a
+//! sequence, and a few thousand generated inputs each.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use tether_gateway::fuzzing::{self, RegistryStep};
+use tether_gateway::fuzzing::{self, GatewayScenario, RegistryStep};
 
 #[allow(clippy::disallowed_methods)]
 fn epoch() -> Instant {
@@ -14,9 +14,11 @@ fn epoch() -> Instant {
     Instant::now()
 }
 
-/// The committed seeds (the fuzzer's own corpus stays local).
-fn corpus() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/registry");
+/// The committed seeds of `target` (the fuzzer's own corpus stays local).
+fn corpus_of(target: &str) -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|entries| {
             entries
@@ -30,6 +32,32 @@ fn corpus() -> Vec<PathBuf> {
         .unwrap_or_default();
     files.sort();
     files
+}
+
+fn corpus() -> Vec<PathBuf> {
+    corpus_of("registry")
+}
+
+#[test]
+fn the_gateway_corpus_replays_clean_and_reads_as_scenarios() {
+    let files = corpus_of("gateway_frames");
+    assert!(!files.is_empty(), "no committed corpus for gateway_frames");
+    for file in files {
+        let data = std::fs::read(&file).unwrap();
+        serde_json::from_slice::<GatewayScenario>(&data)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        fuzzing::gateway_frames(&data, epoch());
+    }
+}
+
+#[test]
+fn generated_gateway_inputs_run_clean() {
+    let mut rng = fastrand::Rng::with_seed(2027);
+    for _ in 0..2_000 {
+        let len = rng.usize(0..768);
+        let data: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+        fuzzing::gateway_frames(&data, epoch());
+    }
 }
 
 #[test]
