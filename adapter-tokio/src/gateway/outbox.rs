@@ -86,15 +86,19 @@ impl Outbox {
         Ok(())
     }
 
-    /// Asks the socket to close with `frame`, or to be cut with no close frame (`None`);
-    /// frames still waiting are dropped, since the gateway has given the connection up.
+    /// Asks the socket to close with `frame`, or to be cut with no close frame (`None`).
+    /// A close frame follows what little still waits (the answer that explains a refusal:
+    /// at most [`FLUSH_BEFORE_CLOSE`] bytes); more than that, or a cut, is dropped, since
+    /// the gateway has given the connection up.
     pub(crate) fn close(&self, frame: Option<CloseFrame>) {
         let mut state = self.state();
         if state.closing {
             return;
         }
         state.closing = true;
-        Self::drop_frames(&mut state, &self.budget);
+        if frame.is_none() || state.queued > FLUSH_BEFORE_CLOSE {
+            Self::drop_frames(&mut state, &self.budget);
+        }
         state.close = Some(frame);
         drop(state);
         self.socket.wake();
@@ -208,22 +212,30 @@ mod tests {
             outbox.written(&frame);
         }
         assert_eq!(budget.stats().outbound, 0);
+        // A little still waiting goes before the close frame (a refusal's answer).
         outbox.push(Frame::text("d")).ok();
-        outbox.close(Some(CloseFrame::new(1008, "slow")));
-        assert_eq!(
-            budget.stats().outbound,
-            0,
-            "frames behind a close are freed"
-        );
+        outbox.close(Some(CloseFrame::new(1008, "refused")));
         assert_eq!(outbox.push(Frame::text("e")), Err(Refused::Closed));
         assert!(matches!(outbox.poll_close(&mut cx), Poll::Ready(Some(f)) if f.code == 1008));
         outbox.take_frames(&mut local);
-        assert!(local.is_empty(), "frames behind a close are dropped");
+        assert_eq!(local.len(), 1, "the frame before the close is kept");
+        for frame in local.drain(..) {
+            outbox.written(&frame);
+        }
+        assert_eq!(budget.stats().outbound, 0);
         assert!(
             outbox.poll_close(&mut cx).is_pending(),
             "a close is taken once"
         );
+        // A cut drops what waits, and frees it.
+        let cut = Outbox::new(budget.clone(), 1024);
+        cut.push(Frame::text("f")).ok();
+        cut.close(None);
+        assert_eq!(budget.stats().outbound, 0, "frames behind a cut are freed");
+        cut.take_frames(&mut local);
+        assert!(local.is_empty(), "frames behind a cut are dropped");
         outbox.gone(&local);
+        cut.gone(&local);
         assert_eq!(budget.stats().outbound_peak, 2 * cost(&Frame::text("a")));
     }
 
@@ -259,3 +271,6 @@ mod tests {
         assert_eq!(budget.stats().inbound_peak, 2 * cost(&frame));
     }
 }
+
+/// The most bytes still waiting that a close frame goes after rather than drops.
+const FLUSH_BEFORE_CLOSE: usize = 64 << 10;

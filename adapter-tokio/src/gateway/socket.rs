@@ -104,6 +104,21 @@ pub(super) async fn run_socket<S>(
             }
             Step::Read(None) | Step::WriteFailed => break,
             Step::Close(Some(frame)) => {
+                // What the gateway wrote before its close goes first (a refused connect's
+                // answer, say), within the close timeout: the outbox keeps only a little.
+                let flush = async {
+                    if batch.is_empty() {
+                        outbox.take_frames(&mut batch);
+                    }
+                    while let Some(queued) = batch.pop_front() {
+                        outbox.written(&queued);
+                        if ws.feed(wire::write(queued)).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = ws.flush().await;
+                };
+                let _ = tokio::time::timeout(close_timeout, Box::pin(flush)).await;
                 // Boxed: a closing socket's state need not size every open one.
                 Box::pin(linger(&mut ws, frame, close_timeout)).await;
                 break;
