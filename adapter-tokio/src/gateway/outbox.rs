@@ -186,6 +186,9 @@ impl Outbox {
     }
 }
 
+/// The most bytes still waiting that a close frame goes after rather than drops.
+const FLUSH_BEFORE_CLOSE: usize = 64 << 10;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +274,3 @@ mod tests {
         assert_eq!(budget.stats().inbound_peak, 2 * cost(&frame));
     }
 }
-
-/// The most bytes still waiting that a close frame goes after rather than drops.
-const FLUSH_BEFORE_CLOSE: usize = 64 << 10;
