@@ -1,7 +1,9 @@
 //! g05: tether's own `openclaw` client, as operator and as node, against tether's gateway
 //! (`ServerProfile::OpenClaw` served by tether-tokio) on 127.0.0.1: the o01 to o05
 //! scenarios the client passes against the real gateway pass here too, and nothing of a
-//! token, a device token or a private key reaches what the sessions report (o06).
+//! token, a device token or a private key reaches what the sessions report (o06). g06: bad
+//! input from clients on raw sockets, refused typed and counted, memory bounded, while a
+//! good session stays served.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -392,4 +394,176 @@ async fn g05_o04_o05_node_pairs_answers_and_comes_back() {
         &[TOKEN, &device_token, private_key.expose()],
     );
     let _ = gateway.shutdown().await;
+}
+
+// ---- g06: bad input from clients, on raw sockets, while a good session watches
+
+mod hostile {
+    use super::*;
+    use std::net::SocketAddr;
+    use tether_core::protocol::openclaw::SignedConnect;
+    use tether_tests::raw::RawWs;
+
+    /// Reads a connection's challenge: its nonce and ts.
+    async fn challenge(ws: &mut RawWs) -> (String, u64) {
+        let frame = ws
+            .read_frame(Duration::from_secs(5))
+            .await
+            .expect("a challenge");
+        let v: serde_json::Value = serde_json::from_str(&frame.text()).unwrap();
+        assert_eq!(v["event"], "connect.challenge");
+        (
+            v["payload"]["nonce"].as_str().unwrap().to_owned(),
+            v["payload"]["ts"].as_u64().unwrap(),
+        )
+    }
+
+    /// A node's connect, signed by `identity` over `nonce`/`ts` with `signed_token`,
+    /// presenting `token`.
+    fn connect(
+        identity: &DeviceIdentity,
+        nonce: &str,
+        ts: u64,
+        token: &str,
+        signed_token: &str,
+    ) -> String {
+        let scopes: Vec<String> = Vec::new();
+        let signed = SignedConnect {
+            device_id: identity.id(),
+            client_id: "node-host",
+            client_mode: "node",
+            role: "node",
+            scopes: &scopes,
+            signed_at: ts,
+            token: signed_token,
+            nonce,
+            platform: "linux",
+            device_family: "",
+        };
+        json!({"type": "req", "id": "c", "method": "connect", "params": {
+            "minProtocol": 3, "maxProtocol": 4,
+            "client": {"id": "node-host", "version": "1", "platform": "linux", "mode": "node"},
+            "role": "node", "scopes": [], "auth": {"token": token},
+            "device": {"id": identity.id(), "publicKey": identity.public_key(),
+                "signature": identity.sign(&signed.payload_v3()), "signedAt": ts, "nonce": nonce}}})
+        .to_string()
+    }
+
+    /// The refusal a connect got: its error (code, detail code) and the close code.
+    async fn refusal(ws: &mut RawWs) -> (String, Option<String>, Option<u16>) {
+        let frame = ws
+            .read_frame(Duration::from_secs(5))
+            .await
+            .expect("an answer");
+        let v: serde_json::Value = serde_json::from_str(&frame.text()).unwrap_or_default();
+        let code = v["error"]["code"].as_str().unwrap_or_default().to_owned();
+        let detail = v["error"]["details"]["code"].as_str().map(str::to_owned);
+        (code, detail, ws.close_code(Duration::from_secs(5)).await)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn g06_bad_input_from_clients_is_refused_typed_counted_and_bounded() {
+        let (gateway, _events, port) = gateway(AutoApprove::Always).await;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        // The well-behaved session that watches throughout.
+        let (watcher, log) = client(&format!("ws://{addr}"), operator());
+        assert!(log.wait(Duration::from_secs(10), is_ready).await.is_some());
+        let identity = DeviceIdentity::generate().unwrap();
+
+        // A malformed connect.
+        let mut ws = RawWs::connect(addr).await;
+        challenge(&mut ws).await;
+        ws.send_text(r#"{"type":"req","id":"c","method":"connect","params":{"client":"x"}}"#)
+            .await
+            .unwrap();
+        let (code, _, close) = refusal(&mut ws).await;
+        assert_eq!((code.as_str(), close), ("INVALID_REQUEST", Some(1008)));
+
+        // A wrong signature: made over another credential than the one presented.
+        let mut ws = RawWs::connect(addr).await;
+        let (nonce, ts) = challenge(&mut ws).await;
+        ws.send_text(&connect(&identity, &nonce, ts, TOKEN, "another-token"))
+            .await
+            .unwrap();
+        let (_, detail, close) = refusal(&mut ws).await;
+        assert_eq!(
+            (detail.as_deref(), close),
+            (Some("DEVICE_AUTH_SIGNATURE_INVALID"), Some(1008))
+        );
+
+        // A nonce of another socket, and a connect replayed from an earlier socket.
+        let mut first = RawWs::connect(addr).await;
+        let (first_nonce, first_ts) = challenge(&mut first).await;
+        let mut second = RawWs::connect(addr).await;
+        challenge(&mut second).await;
+        let borrowed = connect(&identity, &first_nonce, first_ts, TOKEN, TOKEN);
+        second.send_text(&borrowed).await.unwrap();
+        let (_, detail, close) = refusal(&mut second).await;
+        assert_eq!(
+            (detail.as_deref(), close),
+            (Some("DEVICE_AUTH_NONCE_MISMATCH"), Some(1008))
+        );
+        first.send_text(&borrowed).await.unwrap();
+        let hello = first.read_frame(Duration::from_secs(5)).await.unwrap();
+        assert!(hello.text().contains("hello-ok"), "{}", hello.text());
+        let mut third = RawWs::connect(addr).await;
+        challenge(&mut third).await;
+        third.send_text(&borrowed).await.unwrap();
+        let (_, detail, _) = refusal(&mut third).await;
+        assert_eq!(
+            detail.as_deref(),
+            Some("DEVICE_AUTH_NONCE_MISMATCH"),
+            "a replay"
+        );
+
+        // An oversized frame before connect.
+        let mut ws = RawWs::connect(addr).await;
+        challenge(&mut ws).await;
+        let big = format!("{{\"type\":\"req\",\"id\":\"{}\"}}", "x".repeat(64 << 10));
+        let _ = ws.send_text(&big).await;
+        assert_eq!(ws.close_code(Duration::from_secs(5)).await, Some(1009));
+
+        // A flood of requests from a connected client that never reads its answers.
+        let flooder = DeviceIdentity::generate().unwrap();
+        let mut ws = RawWs::connect_stingy(addr, 4096).await;
+        let (nonce, ts) = challenge(&mut ws).await;
+        ws.send_text(&connect(&flooder, &nonce, ts, TOKEN, TOKEN))
+            .await
+            .unwrap();
+        let request = r#"{"type":"req","id":"h","method":"status"}"#;
+        let flood = async {
+            for _ in 0..20_000 {
+                if ws.send_text(request).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(20), flood).await;
+        let memory = gateway.memory();
+        println!("g06: after the flood {memory:?}");
+        let options = GatewayOptions::default();
+        assert!(
+            memory.outbound_peak <= options.outbound_bytes.saturating_mul(2),
+            "what a client that never reads can make the gateway hold is bounded: {memory:?}"
+        );
+        assert!(
+            memory.inbound_peak <= options.inbound_window.saturating_mul(4),
+            "a flood is read no faster than the application takes it: {memory:?}"
+        );
+
+        // Through all of it the watcher stayed, answered, with no protocol error.
+        assert!(matches!(health(&watcher).await, Outcome::Response(_)));
+        assert_eq!(
+            log.count(|e| matches!(e, Event::Disconnected { .. })),
+            0,
+            "{}",
+            transcript(&log)
+        );
+        let stats = gateway.stats().await.unwrap();
+        println!("g06: {stats:?}");
+        assert!(stats.rejected >= 4, "refusals are counted: {stats:?}");
+        assert!(stats.too_big >= 1, "{stats:?}");
+        watcher.shutdown().await;
+        let _ = gateway.shutdown().await;
+    }
 }
