@@ -65,10 +65,10 @@ pub struct GatewayConfigBuilder {
 
 impl GatewayConfig {
     /// Settings for `profile`, with defaults: a 41.25 s heartbeat interval (Discord's), 10 s
-    /// to complete the handshake, sessions resumable for 60 s after their socket ends with
-    /// the last 256 dispatches kept, OpenClaw clients pinged every heartbeat interval and given 25 s to answer,
-    /// pairings of loopback devices approved, at
-    /// most 10,000 invokes pending; messages of at most 8 KiB before ready
+    /// to complete the handshake (15 s under OpenClaw, as its gateway), sessions resumable
+    /// for 60 s after their socket ends with the last 256 dispatches kept, OpenClaw clients
+    /// pinged every heartbeat interval and given 25 s to answer, pairings of loopback
+    /// devices approved, at most 10,000 invokes pending; messages of at most 8 KiB before ready
     /// and 1 MiB after, tokens of at most 2 KiB; at most 1 MiB of dispatches kept per session
     /// for replay and 256 MiB over all sessions.
     pub fn builder(profile: ServerProfile) -> GatewayConfigBuilder {
@@ -76,7 +76,11 @@ impl GatewayConfig {
             config: Self {
                 profile,
                 heartbeat_interval: Duration::from_millis(41_250),
-                handshake_timeout: Duration::from_secs(10),
+                // The real OpenClaw gateway gives a connect 15 s; Discord's own is shorter.
+                handshake_timeout: match profile {
+                    ServerProfile::OpenClaw => Duration::from_secs(15),
+                    _ => Duration::from_secs(10),
+                },
                 resume_window: Duration::from_secs(60),
                 replay_capacity: 256,
                 pong_window: Duration::from_secs(25),

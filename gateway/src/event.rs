@@ -108,6 +108,10 @@ impl CloseWhy {
             Self::Rejected => CloseFrame::new(1008, "authentication failed"),
             Self::AlreadyAuthenticated => CloseFrame::new(4005, "already authenticated"),
             Self::HandshakeTimeout if discord => CloseFrame::new(4009, "session timed out"),
+            // As the real OpenClaw gateway closes a connect that never came.
+            Self::HandshakeTimeout if profile == ServerProfile::OpenClaw => {
+                CloseFrame::new(1000, "")
+            }
             Self::HandshakeTimeout => CloseFrame::new(1008, "handshake timed out"),
             Self::Replaced => CloseFrame::new(4000, "session replaced by a newer connection"),
             Self::Unresponsive => CloseFrame::new(4000, "no heartbeat in time"),
