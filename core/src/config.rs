@@ -187,7 +187,8 @@ impl ConfigBuilder {
         start_gate: bool;
         /// How long a start may wait for its grant before the connection is recycled.
         start_gate_timeout: Duration;
-        /// The most requests waiting for an outcome at once.
+        /// The most requests waiting for an outcome at once; also the most calls of the
+        /// peer's waiting for the application's answer (more are answered unanswered at once).
         max_pending_requests: usize;
         /// Whether requests made before ready wait in the queue (`true`) or are refused at
         /// once.

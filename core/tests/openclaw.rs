@@ -811,3 +811,21 @@ fn f11_no_challenge_within_the_hello_deadline_replaces_the_connection() {
     );
     assert!(sent(&out).is_empty(), "no connect without a challenge");
 }
+
+#[test]
+fn o_calls_beyond_the_bound_are_answered_unanswered_at_once() {
+    let config = test_config().max_pending_requests(2).build().unwrap();
+    let mut sim = sim_with(config, node());
+    sim.connect().unwrap();
+    handshake(&mut sim, 1, 30_000);
+    for n in 0..5 {
+        sim.frame(1, invoke(&format!("inv-{n}"), 30_000, n + 1));
+    }
+    let out = sim.take();
+    assert_eq!(calls(&out).len(), 2, "two wait for the application");
+    let refused = sent(&out);
+    assert_eq!(refused.len(), 3, "the rest hear at once: {refused:?}");
+    assert!(refused.iter().all(|f| f["params"]["ok"] == false));
+    assert_eq!(sim.client.pending_calls(), 2);
+    assert_eq!(sim.client.stats().calls_unanswered, 3);
+}

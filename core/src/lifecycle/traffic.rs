@@ -75,6 +75,15 @@ impl<P: Protocol> Client<P> {
                 answer_within,
                 message,
             } => {
+                // Bounded like requests: a peer that asks faster than the application answers
+                // hears at once that the call went unanswered, rather than grow the table.
+                if self.peer_calls.len() >= self.config.max_pending_requests {
+                    self.stats.calls_unanswered += 1;
+                    if let Some(frame) = self.profile.encode_unanswered(&key) {
+                        self.write_control(conn, frame, now);
+                    }
+                    return;
+                }
                 let deadline = crate::peer_calls::answer_by(now, answer_within);
                 let id = self.peer_calls.register(conn, key, deadline);
                 self.arm_call_timer();

@@ -144,36 +144,30 @@ impl SignedConnect<'_> {
     /// `v2|deviceId|clientId|clientMode|role|scopes|signedAt|token|nonce`: the older text,
     /// which gateways still accept.
     pub fn payload_v2(&self) -> String {
-        [
-            "v2",
-            self.device_id,
-            self.client_id,
-            self.client_mode,
-            self.role,
-            &self.scopes.join(","),
-            &self.signed_at.to_string(),
-            self.token,
-            self.nonce,
-        ]
-        .join("|")
+        self.common("v2").join("|")
     }
 
     /// `v3|deviceId|clientId|clientMode|role|scopes|signedAt|token|nonce|platform|deviceFamily`
     pub fn payload_v3(&self) -> String {
-        [
-            "v3",
-            self.device_id,
-            self.client_id,
-            self.client_mode,
-            self.role,
-            &self.scopes.join(","),
-            &self.signed_at.to_string(),
-            self.token,
-            self.nonce,
-            &normalize(self.platform),
-            &normalize(self.device_family),
+        let mut fields = self.common("v3");
+        fields.push(normalize(self.platform));
+        fields.push(normalize(self.device_family));
+        fields.join("|")
+    }
+
+    /// The fields both texts share, after the version.
+    fn common(&self, version: &str) -> Vec<String> {
+        vec![
+            version.to_owned(),
+            self.device_id.to_owned(),
+            self.client_id.to_owned(),
+            self.client_mode.to_owned(),
+            self.role.to_owned(),
+            self.scopes.join(","),
+            self.signed_at.to_string(),
+            self.token.to_owned(),
+            self.nonce.to_owned(),
         ]
-        .join("|")
     }
 }
 
