@@ -58,16 +58,20 @@ pub struct Task(Option<Box<dyn Spawned>>);
 
 /// What an executor's task handle must do for tether.
 pub trait Spawned: Send + 'static {
-    /// Stops the task.
-    fn cancel(self: Box<Self>);
+    /// Stops the task. The returned future resolves once the task's future has been
+    /// dropped (tether waits for it before opening the next socket); dropping it unpolled
+    /// must still cancel the task.
+    fn cancel(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
     /// Lets the task run to its end on its own.
     fn detach(self: Box<Self>);
 }
 
 impl Spawned for smol::Task<()> {
-    fn cancel(self: Box<Self>) {
-        // A smol task is cancelled when dropped.
-        drop(self);
+    fn cancel(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        // Resolves once the future is dropped; a smol task dropped unpolled is cancelled.
+        Box::pin(async move {
+            let _ = smol::Task::cancel(*self).await;
+        })
     }
 
     fn detach(self: Box<Self>) {
@@ -81,6 +85,14 @@ impl Task {
         Self(Some(Box::new(spawned)))
     }
 
+    /// Cancels the task; resolves once its future has been dropped.
+    pub fn stop(mut self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        match self.0.take() {
+            Some(spawned) => spawned.cancel(),
+            None => Box::pin(std::future::ready(())),
+        }
+    }
+
     /// Lets the task run to its end on its own.
     pub fn detach(mut self) {
         if let Some(spawned) = self.0.take() {
@@ -92,7 +104,8 @@ impl Task {
 impl Drop for Task {
     fn drop(&mut self) {
         if let Some(spawned) = self.0.take() {
-            spawned.cancel();
+            // Dropped unpolled: the task is cancelled, nobody waits for it.
+            drop(spawned.cancel());
         }
     }
 }
@@ -161,6 +174,10 @@ impl Runtime for Smol {
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) -> Task {
         self.spawner.spawn(Box::pin(future))
+    }
+
+    fn stop(&self, task: Task) -> BoxFuture<'static, ()> {
+        task.stop()
     }
 
     fn spawn_detached<F: Future<Output = ()> + Send + 'static>(&self, future: F) {

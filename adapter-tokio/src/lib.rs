@@ -56,11 +56,13 @@ pub struct Tokio {
 
 /// A tokio task that is aborted when dropped.
 #[derive(Debug)]
-pub struct Task(tokio::task::JoinHandle<()>);
+pub struct Task(Option<tokio::task::JoinHandle<()>>);
 
 impl Drop for Task {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
     }
 }
 
@@ -69,7 +71,18 @@ impl Runtime for Tokio {
     type Task = Task;
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) -> Task {
-        Task(self.handle.spawn(future))
+        Task(Some(self.handle.spawn(future)))
+    }
+
+    fn stop(&self, mut task: Task) -> BoxFuture<'static, ()> {
+        let handle = task.0.take();
+        Box::pin(async move {
+            if let Some(handle) = handle {
+                handle.abort();
+                // Resolves once the task's future is dropped (or it had finished).
+                let _ = handle.await;
+            }
+        })
     }
 
     fn spawn_detached<F: Future<Output = ()> + Send + 'static>(&self, future: F) {

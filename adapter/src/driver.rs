@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use tether_core::{
     CallError, Client, CloseCause, CloseFrame, Command, ConnId, Event, Frame, Input, OpenError,
@@ -61,13 +62,13 @@ const CLOSE_FRAME_WAIT: std::time::Duration = std::time::Duration::from_millis(2
 const BATCH: usize = 256;
 
 /// What woke the driver.
-enum Wake<S, P: Protocol> {
+enum Wake<P: Protocol> {
     Call(Option<Call<P>>),
     Control(Call<P>),
     /// Room was made: the application took events, or a writer wrote.
     Room,
     Read(ConnId, Read),
-    Dialed(socket::Dialed<S>),
+    Dialed(ConnId),
     WriteFailed(ConnId, CloseCause),
     WriteFailedLong(ConnId, CloseCause),
     Granted(ConnId),
@@ -80,6 +81,8 @@ enum Wake<S, P: Protocol> {
 struct Socket<R: Runtime> {
     /// The open attempt, until it resolves; dropping it cancels the attempt.
     dialing: Option<R::Task>,
+    /// Where the attempt leaves its socket.
+    dialed: socket::DialSlot<R::Socket>,
     opened: bool,
     /// The connection's span, a child of the client's: everything done for this socket
     /// is recorded under it. Nothing secret goes in (no frames, no tokens).
@@ -91,8 +94,17 @@ impl<R: Runtime> Socket<R> {
         self.opened
     }
 
-    fn stop(&mut self) {
-        self.dialing = None;
+    /// Stops the attempt, if any. A socket it already left is dropped now; the farewell
+    /// resolves once the attempt's task is gone, dropping a socket left meanwhile too.
+    fn stop(&mut self, runtime: &R) -> Option<BoxFuture<'static, ()>> {
+        drop(socket::take_dialed(&self.dialed));
+        let task = self.dialing.take()?;
+        let stopped = runtime.stop(task);
+        let slot = self.dialed.clone();
+        Some(Box::pin(async move {
+            stopped.await;
+            drop(socket::take_dialed(&slot));
+        }))
     }
 }
 
@@ -106,8 +118,8 @@ pub(crate) struct Driver<R: Runtime, P: Protocol> {
     calls: mpsc::Receiver<Call<P>>,
     /// Control calls, taken even while data calls wait for a backed-up socket.
     control: mpsc::Receiver<Call<P>>,
-    news_tx: mpsc::UnboundedSender<socket::News<R::Socket>>,
-    news: mpsc::UnboundedReceiver<socket::News<R::Socket>>,
+    news_tx: mpsc::UnboundedSender<socket::News>,
+    news: mpsc::UnboundedReceiver<socket::News>,
     /// The read half of every open socket: the driver reads them itself, so what a
     /// socket reads reaches the machine with no hop in between.
     readers: Vec<Reader<R::Socket>>,
@@ -120,6 +132,8 @@ pub(crate) struct Driver<R: Runtime, P: Protocol> {
     /// Events not yet handed to the application, sent as one batch per driver turn.
     pending_events: Vec<Event<P::Message, P::Response>>,
     sockets: HashMap<ConnId, Socket<R>>,
+    /// Sockets ended but perhaps not yet dropped by their tasks: the next dial waits.
+    retiring: socket::Retiring,
     requests: HashMap<RequestId, oneshot::Sender<Outcome<P::Response>>>,
     shutdown_waiters: Vec<oneshot::Sender<Vec<(SendId, Frame)>>>,
     returned_at_shutdown: Vec<(SendId, Frame)>,
@@ -161,6 +175,7 @@ where
             events,
             pending_events: Vec::new(),
             sockets: HashMap::new(),
+            retiring: socket::Retiring::default(),
             requests: HashMap::new(),
             shutdown_waiters: Vec::new(),
             returned_at_shutdown: Vec::new(),
@@ -201,7 +216,7 @@ where
                 Some(call) = self.control.recv(), if !handles_gone => Wake::Control(call),
                 () = async { if let Some(shared) = &blocked { shared.room().await } }, if blocked.is_some() => Wake::Room,
                 Some(news) = self.news.recv() => match news {
-                    socket::News::Dialed(conn, opened) => Wake::Dialed((conn, *opened)),
+                    socket::News::Dialed(conn) => Wake::Dialed(conn),
                     socket::News::WriteFailed(conn, cause) => Wake::WriteFailed(conn, *cause),
                     socket::News::WriteFailedLong(conn, cause) => Wake::WriteFailedLong(conn, *cause),
                     socket::News::Granted(conn) => Wake::Granted(conn),
@@ -261,7 +276,7 @@ where
                     }
                     busy = taken >= BATCH;
                 }
-                Wake::Dialed((conn, opened)) => self.dialed(conn, opened),
+                Wake::Dialed(conn) => self.dialed(conn),
                 Wake::WriteFailed(conn, cause) => {
                     self.write_failed(conn, cause);
                     self.perform();
@@ -281,11 +296,16 @@ where
                 }
             }
         }
+        // The driver ends: nothing is dialled after, so nobody waits for the farewells.
         for (_, mut socket) in self.sockets.drain() {
-            socket.stop();
+            if let Some(farewell) = socket.stop(&self.runtime) {
+                self.runtime.spawn_detached(farewell);
+            }
         }
         self.readers.clear();
-        self.writers.clear();
+        for writer in self.writers.drain(..) {
+            self.runtime.spawn_detached(writer.stop());
+        }
         self.refuse_remaining_calls();
         for waiter in self.shutdown_waiters.drain(..) {
             let _ = waiter.send(std::mem::take(&mut self.returned_at_shutdown));
@@ -408,7 +428,8 @@ where
                     // Tell the peer why (1009) as the socket goes.
                     if let Some(at) = self.writers.iter().position(|w| w.conn == conn) {
                         let writer = self.writers.swap_remove(at);
-                        writer.close_with(CloseFrame::new(1009, "message too big"));
+                        let farewell = writer.close_with(CloseFrame::new(1009, "message too big"));
+                        self.retiring.add(&self.runtime, vec![farewell]);
                     }
                 }
                 self.end(conn, cause);
@@ -417,12 +438,15 @@ where
     }
 
     /// An open attempt resolved.
-    fn dialed(&mut self, conn: ConnId, opened: Result<R::Socket, OpenError>) {
+    fn dialed(&mut self, conn: ConnId) {
         let Some(socket) = self.sockets.get_mut(&conn) else {
-            // Aborted meanwhile and already reported: the socket is dropped here.
+            // Aborted meanwhile and already reported: its socket was dropped then.
             return;
         };
         socket.dialing = None;
+        let Some(opened) = socket::take_dialed(&socket.dialed) else {
+            return;
+        };
         match opened {
             Ok(ws) => {
                 let (sink, stream) = ws.split();
@@ -506,13 +530,14 @@ where
             }
             error
         });
+        let dialed: socket::DialSlot<R::Socket> = std::sync::Arc::default();
         let dial = socket::dial(
             self.runtime.clone(),
             conn,
             request,
-            self.options.websocket,
-            self.tls.clone(),
-            self.news_tx.clone(),
+            (self.options.websocket, self.tls.clone()),
+            self.retiring.take(),
+            (dialed.clone(), self.news_tx.clone()),
         );
         let span = debug_span!("conn", id = conn.get());
         let dialing = self.runtime.spawn(dial.instrument(span.clone()));
@@ -520,6 +545,7 @@ where
             conn,
             Socket {
                 dialing: Some(dialing),
+                dialed,
                 opened: false,
                 span,
             },
@@ -591,9 +617,12 @@ where
         };
         let opened = socket.opened();
         let cause_text = cause.to_string();
-        socket.stop();
+        let mut farewells: Vec<_> = socket.stop(&self.runtime).into_iter().collect();
         self.readers.retain(|r| r.conn != conn);
-        self.writers.retain(|w| w.conn != conn);
+        while let Some(at) = self.writers.iter().position(|w| w.conn == conn) {
+            farewells.push(self.writers.swap_remove(at).stop());
+        }
+        self.retiring.add(&self.runtime, farewells);
         let input = if opened {
             Input::Closed { conn, cause }
         } else {

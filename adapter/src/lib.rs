@@ -54,6 +54,11 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// Runs `future` as a task; dropping the returned task cancels it.
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) -> Self::Task;
 
+    /// Cancels `task`; the returned future resolves once the task's future has been
+    /// dropped, and with it every socket the task held. The driver opens a connection's
+    /// successor only after this, so two sockets of one client are never open at once.
+    fn stop(&self, task: Self::Task) -> BoxFuture<'static, ()>;
+
     /// Runs `future` as a task that lives on its own until it completes.
     fn spawn_detached<F: Future<Output = ()> + Send + 'static>(&self, future: F);
 

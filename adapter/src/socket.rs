@@ -1,12 +1,13 @@
 //! Sockets: opening them (through the runtime, a task per attempt), then reading them from
 //! the driver itself and writing them from a task per socket.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
 use tether_core::{CloseCause, CloseFrame, ConnId, Frame, OpenError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 use tungstenite::Message;
 
@@ -29,15 +30,23 @@ pub enum NoTls {}
 pub(crate) type ReadHalf<S> = futures_util::stream::SplitStream<S>;
 pub(crate) type WriteHalf<S> = futures_util::stream::SplitSink<S, Message>;
 
-/// The result of one open, for the driver.
-pub(crate) type Dialed<S> = (ConnId, Result<S, OpenError>);
+/// Where an open attempt leaves what it gave (the socket, or why not) for the driver. It
+/// is not sent over the news channel: an attempt aborted while its socket is on the way is
+/// then still reachable, so the driver drops that socket before it opens the next.
+pub(crate) type DialSlot<S> = Arc<Mutex<Option<Result<S, OpenError>>>>;
+
+/// Takes what `slot` holds. A panic elsewhere while it was held cannot leave a socket
+/// unreachable: the value is taken out of a poisoned lock too.
+pub(crate) fn take_dialed<S>(slot: &DialSlot<S>) -> Option<Result<S, OpenError>> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
 
 /// What a session's tasks tell its driver, on one channel: a channel allocates a block of
 /// slots up front, and a process may hold thousands of sessions. Large payloads are boxed
 /// so the slots stay small.
-pub(crate) enum News<S> {
-    /// An open attempt resolved.
-    Dialed(ConnId, Box<Result<S, OpenError>>),
+pub(crate) enum News {
+    /// An open attempt resolved; what it gave waits in the attempt's [`DialSlot`].
+    Dialed(ConnId),
     /// Writing to a socket failed.
     WriteFailed(ConnId, Box<CloseCause>),
     /// Writing failed a while ago and the reads brought no close frame since: the write's
@@ -47,15 +56,18 @@ pub(crate) enum News<S> {
     Granted(ConnId),
 }
 
-/// Opens one socket through the runtime and hands it (or why it failed) to the driver.
+/// Opens one socket through the runtime, once every socket before it is gone, and tells
+/// the driver when what it gave waits in `slot`.
 pub(crate) async fn dial<R: Runtime>(
     runtime: R,
     conn: ConnId,
     request: Result<tungstenite::handshake::client::Request, OpenError>,
-    websocket: tungstenite::protocol::WebSocketConfig,
-    tls: Option<Tls>,
-    done: mpsc::UnboundedSender<News<R::Socket>>,
+    settings: (tungstenite::protocol::WebSocketConfig, Option<Tls>),
+    after: Retiring,
+    (slot, done): (DialSlot<R::Socket>, mpsc::UnboundedSender<News>),
 ) {
+    after.gone().await;
+    let (websocket, tls) = settings;
     let opened = match request {
         Ok(request) => runtime.connect(request, websocket, tls).await,
         Err(error) => Err(error),
@@ -63,7 +75,43 @@ pub(crate) async fn dial<R: Runtime>(
     if let Err(error) = &opened {
         debug!(conn = conn.get(), %error, "open failed");
     }
-    let _ = done.send(News::Dialed(conn, Box::new(opened)));
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(opened);
+    let _ = done.send(News::Dialed(conn));
+}
+
+/// Sockets on their way out: the tasks that held them are being stopped. A connection's
+/// successor is dialled only once they are all gone, so the peer never sees two sockets of
+/// one client open at once, even when the executor stops tasks asynchronously.
+#[derive(Default)]
+pub(crate) struct Retiring(Vec<oneshot::Receiver<()>>);
+
+impl Retiring {
+    /// Stops what `farewells` do (each ends a task holding a socket) on a task of its own,
+    /// begun now, and counts them until they are done.
+    pub(crate) fn add<R: Runtime>(&mut self, runtime: &R, farewells: Vec<BoxFuture<'static, ()>>) {
+        if farewells.is_empty() {
+            return;
+        }
+        let (gone, rx) = oneshot::channel();
+        runtime.spawn_detached(async move {
+            futures_util::future::join_all(farewells).await;
+            let _ = gone.send(());
+        });
+        // Those already gone are forgotten: the list holds only retirements under way.
+        self.0
+            .retain_mut(|rx| matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+        self.0.push(rx);
+    }
+
+    /// Resolves once every socket counted so far is gone.
+    pub(crate) async fn gone(self) {
+        // A sender dropped unsent means its task was dropped: its sockets went with it.
+        futures_util::future::join_all(self.0).await;
+    }
+
+    pub(crate) fn take(&mut self) -> Self {
+        std::mem::take(self)
+    }
 }
 
 /// The write side of one open socket. The driver collects each turn's frames into a
@@ -85,7 +133,7 @@ impl<R: Runtime> Writer<R> {
         runtime: &R,
         conn: ConnId,
         sink: WriteHalf<R::Socket>,
-        failed: mpsc::UnboundedSender<News<R::Socket>>,
+        failed: mpsc::UnboundedSender<News>,
     ) -> Self {
         let handoff = Arc::new(Handoff::new());
         let task = Some(runtime.spawn(write_batches(conn, sink, handoff.clone(), failed)));
@@ -117,18 +165,30 @@ impl<R: Runtime> Writer<R> {
         self.handoff.clone()
     }
 
-    /// Sends one last close frame, then lets the socket go shortly after.
-    pub(crate) fn close_with(mut self, frame: CloseFrame) {
+    /// Sends one last close frame; the returned farewell lets the socket go shortly after.
+    pub(crate) fn close_with(mut self, frame: CloseFrame) -> BoxFuture<'static, ()> {
         self.push(wire::close(frame));
         self.send_batch();
         let task = self.task.take();
         let sleep = self
             .runtime
             .sleep_until(std::time::Instant::now() + std::time::Duration::from_millis(100));
-        self.runtime.spawn_detached(async move {
+        let runtime = self.runtime.clone();
+        Box::pin(async move {
             sleep.await;
-            drop(task);
-        });
+            if let Some(task) = task {
+                runtime.stop(task).await;
+            }
+        })
+    }
+
+    /// Stops the writer; the returned farewell resolves once its task, and the socket's
+    /// write half with it, is gone.
+    pub(crate) fn stop(mut self) -> BoxFuture<'static, ()> {
+        match self.task.take() {
+            Some(task) => self.runtime.stop(task),
+            None => Box::pin(std::future::ready(())),
+        }
     }
 }
 
@@ -143,7 +203,7 @@ async fn write_batches<S>(
     conn: ConnId,
     mut sink: WriteHalf<S>,
     handoff: Arc<Handoff<Message>>,
-    failed: mpsc::UnboundedSender<News<S>>,
+    failed: mpsc::UnboundedSender<News>,
 ) where
     S: futures_util::Sink<Message, Error = tungstenite::Error> + futures_util::Stream,
 {

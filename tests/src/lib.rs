@@ -26,6 +26,7 @@ macro_rules! conformance {
         $crate::conformance!(@one $adapter, c05_heartbeats_never_acked, 15);
         $crate::conformance!(@one $adapter, c06_frozen_peer, 15);
         $crate::conformance!(@one $adapter, c07_fresh_reconnect_old_socket_hangs, 15);
+        $crate::conformance!(@one $adapter, c07b_an_open_attempt_cut_short_is_gone_before_the_next, 15);
         $crate::conformance!(@one $adapter, c08_shutdown_during_drain, 15);
         $crate::conformance!(@one $adapter, c09_reconnect_storm, 30);
         $crate::conformance!(@one $adapter, c10_invalid_session_fresh, 15);

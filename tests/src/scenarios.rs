@@ -423,8 +423,8 @@ pub async fn c06_frozen_peer<A: Adapter>(a: &A) {
 }
 
 /// c07: a forced fresh reconnect while the old socket never completes its close: aborted
-/// at the drain timeout, the server sees the old TCP connection closed, the new one
-/// identifies.
+/// at the drain timeout, the server sees the old TCP connection closed before the new one
+/// is accepted, and the new one identifies.
 pub async fn c07_fresh_reconnect_old_socket_hangs<A: Adapter>(a: &A) {
     let server = ScriptedServer::start(Kind::Discord, Behaviour::default()).await;
     let (client, events) = a.connect(&server.url(), fast().build().unwrap(), discord(), 256);
@@ -461,6 +461,52 @@ pub async fn c07_fresh_reconnect_old_socket_hangs<A: Adapter>(a: &A) {
             .records()
             .iter()
             .any(|r| matches!(r.seen, Seen::Resume { .. }))
+    );
+    assert_eq!(
+        server.max_open(),
+        1,
+        "{}: the aborted socket was gone before the next was dialled",
+        a.name()
+    );
+    client.shutdown().await;
+}
+
+/// c07b: open attempts cut short (the server takes TCP and never answers the upgrade, so
+/// each attempt times out): each attempt's socket is gone before the next is dialled.
+pub async fn c07b_an_open_attempt_cut_short_is_gone_before_the_next<A: Adapter>(a: &A) {
+    let server = ScriptedServer::start(
+        Kind::Plain,
+        Behaviour {
+            stall_upgrade: true,
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let config = fast()
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let (client, events) = a.connect(&server.url(), config, plain(None), 256);
+    let log = log::<Plain>(events);
+    let three = server
+        .wait_for(5 * SECOND, |r| {
+            r.iter().filter(|r| r.seen == Seen::Accepted).count() >= 3
+        })
+        .await;
+    assert!(
+        three,
+        "three attempts, each cut short by the connect timeout"
+    );
+    server.behave(|b| b.stall_upgrade = false);
+    assert!(
+        log.wait(5 * SECOND, is_ready).await.is_some(),
+        "the next attempt is answered and connects"
+    );
+    assert_eq!(
+        server.max_open(),
+        1,
+        "{}: never two sockets of the client open at once",
+        a.name()
     );
     client.shutdown().await;
 }

@@ -30,6 +30,8 @@ pub enum Kind {
 /// How the server behaves; scenarios change it while running.
 #[derive(Debug, Clone)]
 pub struct Behaviour {
+    /// Accept TCP but never answer the WebSocket upgrade (hold the socket until EOF).
+    pub stall_upgrade: bool,
     pub stall_hello: bool,
     pub ack_heartbeats: bool,
     pub complete_close: bool,
@@ -46,6 +48,7 @@ pub struct Behaviour {
 impl Default for Behaviour {
     fn default() -> Self {
         Self {
+            stall_upgrade: false,
             stall_hello: false,
             ack_heartbeats: true,
             complete_close: true,
@@ -103,6 +106,55 @@ struct Shared {
     max_open: usize,
     accepted: u64,
     live: Vec<(u64, mpsc::UnboundedSender<Action>)>,
+    /// A duplicate of every open connection's socket, to see whether its client has let it
+    /// go before the accept loop counts the next one (see [`Shared::forget_gone`]).
+    probes: Vec<(u64, socket2::Socket)>,
+}
+
+impl Shared {
+    /// Counts connection `id` closed, once.
+    fn close(&mut self, id: u64, at: Instant) {
+        let Some(index) = self.probes.iter().position(|(open, _)| *open == id) else {
+            return;
+        };
+        // The duplicate goes first: it would hold the connection open.
+        drop(self.probes.swap_remove(index));
+        self.open -= 1;
+        self.records.push(Record {
+            at,
+            conn: id,
+            seen: Seen::Closed,
+        });
+    }
+
+    /// Counts closed every connection whose client has already let its socket go. A client
+    /// that drops its socket before it dials the next has sent its FIN (or RST) first, and
+    /// on loopback the kernel has it before the next connection can be accepted; but the
+    /// connection's task may not have run yet to read it. Without this look, "never two
+    /// sockets open at once" would measure the server's scheduling, not the client.
+    fn forget_gone(&mut self, at: Instant) {
+        let gone: Vec<u64> = self
+            .probes
+            .iter()
+            .filter(|(_, socket)| peer_gone(socket))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.close(id, at);
+        }
+    }
+}
+
+/// Whether the peer has closed or reset `socket`. Data still unread hides a FIN behind it;
+/// such a socket counts as open, which can only make the measure stricter.
+fn peer_gone(socket: &socket2::Socket) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    // The duplicate shares the original's non-blocking mode: this never waits.
+    match socket.peek(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
 }
 
 /// The server. Dropping it stops accepting; [`stop`](Self::stop) also drops every connection.
@@ -143,12 +195,15 @@ impl ScriptedServer {
         self.accept = Some(tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let _ = tcp.set_nodelay(true);
+                let probe = socket2::SockRef::from(&tcp).try_clone().unwrap();
                 let id = {
                     let mut s = shared.lock().unwrap();
+                    s.forget_gone(Instant::now());
                     s.accepted += 1;
                     s.open += 1;
                     s.max_open = s.max_open.max(s.open);
                     let id = s.accepted;
+                    s.probes.push((id, probe));
                     s.records.push(Record {
                         at: Instant::now(),
                         conn: id,
@@ -306,6 +361,11 @@ impl Conn {
     }
 
     async fn run(self, tcp: TcpStream, actions: mpsc::UnboundedReceiver<Action>) {
+        if self.behaviour().stall_upgrade {
+            wait_for_eof(&tcp).await;
+            self.closed();
+            return;
+        }
         let ws = tokio_tungstenite::accept_async(tcp).await;
         if let Ok(mut ws) = ws {
             self.serve(&mut ws, actions).await;
@@ -319,12 +379,9 @@ impl Conn {
     }
 
     fn closed(&self) {
-        {
-            let mut s = self.shared.lock().unwrap();
-            s.open -= 1;
-            s.live.retain(|(id, _)| *id != self.id);
-        }
-        self.record(Seen::Closed);
+        let mut s = self.shared.lock().unwrap();
+        s.live.retain(|(id, _)| *id != self.id);
+        s.close(self.id, Instant::now());
     }
 
     async fn serve(&self, ws: &mut Ws, mut actions: mpsc::UnboundedReceiver<Action>) {

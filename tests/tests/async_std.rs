@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tether_core::Config;
@@ -17,16 +18,36 @@ use tether_tests::scenarios;
 struct AsyncStdTask(async_std::task::JoinHandle<()>);
 
 impl Spawned for AsyncStdTask {
-    fn cancel(self: Box<Self>) {
-        // async-std cancels asynchronously; the cancel itself runs on its executor.
-        async_std::task::spawn(async move {
-            self.0.cancel().await;
-        });
+    fn cancel(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        // async-std cancels asynchronously: the handle's cancel resolves once the task's
+        // future is dropped. Dropped unpolled, the cancel runs on its executor still.
+        let handle = Arc::new(Mutex::new(Some(self.0)));
+        let cancel = CancelOnDrop(handle.clone());
+        Box::pin(async move {
+            let _cancel = cancel;
+            let taken = handle.lock().unwrap().take();
+            if let Some(handle) = taken {
+                handle.cancel().await;
+            }
+        })
     }
 
     fn detach(self: Box<Self>) {
         // Dropping an async-std handle detaches its task.
         drop(self);
+    }
+}
+
+/// Cancels the task on async-std's executor if the cancel future goes unpolled.
+struct CancelOnDrop(Arc<Mutex<Option<async_std::task::JoinHandle<()>>>>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.lock().unwrap().take() {
+            async_std::task::spawn(async move {
+                handle.cancel().await;
+            });
+        }
     }
 }
 

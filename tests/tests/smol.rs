@@ -2,7 +2,12 @@
 //! (on tokio); the client's tasks run on smol's global executor.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
 use tether_core::Config;
+use tether_smol::{Spawned, Spawner, Task};
 use tether_tests::adapter::Adapter;
 
 struct Smol;
@@ -25,3 +30,60 @@ impl Adapter for Smol {
 
 tether_tests::conformance!(Smol);
 tether_tests::hostile_client!(Smol);
+
+/// A smol task whose cancel begins only 400 ms after it is asked for, as on an executor
+/// busy elsewhere: a socket held by a task being stopped stays open that long.
+struct SlowToCancel(smol::Task<()>);
+
+impl Spawned for SlowToCancel {
+    fn cancel(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            async_io::Timer::after(Duration::from_millis(400)).await;
+            let _ = self.0.cancel().await;
+        })
+    }
+
+    fn detach(self: Box<Self>) {
+        self.0.detach();
+    }
+}
+
+struct SlowToCancelExecutor;
+
+impl Spawner for SlowToCancelExecutor {
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Task {
+        Task::new(SlowToCancel(smol::spawn(future)))
+    }
+}
+
+/// tether-smol on an executor that stops tasks late.
+struct SlowSmol;
+
+impl Adapter for SlowSmol {
+    fn name(&self) -> &'static str {
+        "tether-smol, tasks stopped late"
+    }
+
+    fn start<P: tether_adapter::Profile>(
+        &self,
+        url: &str,
+        config: Config,
+        profile: P,
+        options: tether_adapter::Options,
+    ) -> (tether_adapter::Handle<P>, tether_adapter::Events<P>) {
+        let runtime = tether_smol::Smol::with_spawner(SlowToCancelExecutor);
+        tether_smol::connect_on(runtime, url, config, profile, options).unwrap()
+    }
+}
+
+/// c07b where stopping an attempt's task takes 400 ms: the next socket is dialled only
+/// once the last is gone, so the server never sees two open at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c07b_an_executor_slow_to_cancel_still_never_has_two_sockets_open() {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tether_tests::scenarios::c07b_an_open_attempt_cut_short_is_gone_before_the_next(&SlowSmol),
+    )
+    .await
+    .expect("scenario exceeded its time bound");
+}
