@@ -136,16 +136,17 @@ async fn g01_node_host_pairs_and_answers_an_invoke() {
     let _ = gateway.shutdown().await;
 }
 
-/// g02 (seed 002, forced in this order): the real node's path dies silently while an
-/// invoke is in flight on it, the node comes back on a new connection, and the gateway sees
-/// that connection register before the old socket's end. The invoke ends as disconnected
-/// exactly once; the node is the same device, needs no new approval, and answers the next
-/// invoke; presence shows one node throughout, never a stale disconnect.
+/// g02 (seed 002, forced in this order): an invoke is in flight on the node's socket when
+/// that socket is cut on the node's side only; the node comes back on a new connection,
+/// which the gateway registers while it still holds the old socket open. The invoke ends
+/// as disconnected exactly once; the node is the same device, needs no new approval, and
+/// answers the next invoke; the old socket's late end is a stale close; presence shows one
+/// node throughout, never a stale disconnect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g02_node_comes_back_while_its_old_socket_lingers() {
     let tick = Duration::from_secs(1);
-    // The gateway's own liveness verdict waits longer than the node's watchdog, so the
-    // node's new connection comes while the old socket is still open (the forced order).
+    // The gateway's own liveness verdict on the old socket waits longer than the test:
+    // only the node's new connection can end it.
     let (gateway, mut events, port) =
         gateway_with(tick, AutoApprove::Always, Duration::from_secs(300)).await;
     let proxy =
@@ -169,7 +170,7 @@ async fn g02_node_comes_back_while_its_old_socket_lingers() {
     .await
     .unwrap_or_else(|| panic!("{log:?}\n{}", clients.node_run_log()));
     let (node, old) = first;
-    // The path goes silent; the invoke is written into it and never reaches the node.
+    // 1. The path goes silent; the invoke is written into it and never reaches the node.
     proxy.freeze_all();
     let params = RawValue::from_string(json!({"bins": ["sh"]}).to_string()).unwrap();
     let in_flight = {
@@ -181,8 +182,15 @@ async fn g02_node_comes_back_while_its_old_socket_lingers() {
                 .await
         })
     };
-    // The node's watchdog (twice the tick) gives up on the silent socket and it comes back
-    // on a new connection, which replaces the old one while that is still open.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gateway.stats().await.unwrap().pending_invokes == 0 {
+        assert!(Instant::now() < deadline, "the invoke was never sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 2. Only then is the node's side cut: it sees its socket die and comes back on a new
+    // connection (its backoff starts at 1 s), while the gateway's side of the old one
+    // stays open and silent.
+    proxy.cut_client_side();
     let replaced = until(
         &mut events,
         &mut log,
@@ -215,7 +223,7 @@ async fn g02_node_comes_back_while_its_old_socket_lingers() {
         "{outcome:?}"
     );
     assert_eq!(gateway.owner(&node).await.unwrap(), Some(new));
-    // The old socket ends late (the gateway closed it when it was replaced, and its close
+    // 3. The old socket ends late (the gateway closed it when it was replaced, and its close
     // went into the silent path): a stale close, which changes nothing.
     let deadline = Instant::now() + Duration::from_secs(30);
     while gateway.stats().await.unwrap().registry.stale_closes == 0 {

@@ -263,7 +263,7 @@ pub struct Delivered {
     pub conn: Option<ConnId>,
 }
 
-/// Counters of the gateway; they only grow.
+/// Counters of the gateway, which only grow, and the gauges named "now".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GatewayStats {
     /// Those of the session registry (accepted, replaced, stale closes, stray results...).
@@ -302,4 +302,6 @@ pub struct GatewayStats {
     pub replay_bytes: u64,
     /// The most bytes of dispatches ever kept for replay at once.
     pub replay_bytes_peak: u64,
+    /// Invokes sent to nodes and not yet ended, now.
+    pub pending_invokes: u64,
 }

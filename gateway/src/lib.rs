@@ -566,6 +566,7 @@ impl Gateway {
             registry: self.registry.stats(),
             replay_bytes: replay_bytes as u64,
             replay_bytes_peak: replay_bytes_peak as u64,
+            pending_invokes: self.registry.pending_invokes() as u64,
             ..self.stats
         }
     }

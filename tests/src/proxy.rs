@@ -34,6 +34,10 @@ enum Fault {
     /// Stop forwarding on the connections carried so far, forever, both sockets kept
     /// open: their peers each see the other go silent. Newer connections pass.
     Freeze,
+    /// Reset the client's side of the connections carried so far, and keep their
+    /// upstream side open and silent until a later reset: the client sees its socket die
+    /// at once while the server still holds the old connection.
+    CutClientSide,
 }
 
 pub struct FaultProxy {
@@ -94,7 +98,6 @@ impl FaultProxy {
         });
     }
 
-    /// Closes the direction toward the client (it reads EOF) and keeps the rest open.
     /// Freezes every connection carried so far (nothing forwarded, nothing closed), while
     /// new connections pass: a path that died silently under a client that then comes back
     /// on a new one, so the server sees the new connection before the old one ends.
@@ -105,6 +108,17 @@ impl FaultProxy {
         });
     }
 
+    /// Resets the client side of every connection carried so far, keeping the upstream
+    /// side open and silent (until [`reset_all`](Self::reset_all) or the proxy's drop): the
+    /// client comes back on a new connection while the server still holds the old one.
+    pub fn cut_client_side(&self) {
+        self.fault.send_modify(|(n, f)| {
+            *n += 1;
+            *f = Fault::CutClientSide;
+        });
+    }
+
+    /// Closes the direction toward the client (it reads EOF) and keeps the rest open.
     pub fn half_close(&self) {
         self.fault.send_modify(|(n, f)| {
             *n += 1;
@@ -158,6 +172,7 @@ async fn pump(
                         let _ = socket2::SockRef::from(from.as_ref()).set_linger(Some(Duration::ZERO));
                         return;
                     }
+                    Fault::CutClientSide => return cut_client_side(from, to, fault, toward_client).await,
                     Fault::HalfClose if toward_client => {
                         let _ = to.shutdown().await;
                         // Keep reading so the other direction stays alive.
@@ -168,16 +183,24 @@ async fn pump(
                             }
                         }
                     }
-                    Fault::Freeze => loop {
-                        if fault.changed().await.is_err() {
-                            return;
+                    Fault::Freeze => {
+                        loop {
+                            if fault.changed().await.is_err() {
+                                return;
+                            }
+                            let now = fault.borrow().1;
+                            match now {
+                                Fault::Reset => {
+                                    let _ = socket2::SockRef::from(to.as_ref()).set_linger(Some(Duration::ZERO));
+                                    let _ = socket2::SockRef::from(from.as_ref()).set_linger(Some(Duration::ZERO));
+                                    return;
+                                }
+                                Fault::CutClientSide => break,
+                                _ => {}
+                            }
                         }
-                        if let (_, Fault::Reset) = *fault.borrow() {
-                            let _ = socket2::SockRef::from(to.as_ref()).set_linger(Some(Duration::ZERO));
-                            let _ = socket2::SockRef::from(from.as_ref()).set_linger(Some(Duration::ZERO));
-                            return;
-                        }
-                    },
+                        return cut_client_side(from, to, fault, toward_client).await;
+                    }
                     Fault::HalfClose | Fault::None => continue,
                 }
             }
@@ -219,6 +242,47 @@ async fn pump(
             Mode::Pass | Mode::Blackhole => {}
         }
         if to.write_all(chunk).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Resets the client's socket and holds the upstream one open and silent until a reset
+/// (then reset too) or the proxy's end. Each direction's pump holds one half of each
+/// socket: the client's goes now, so its socket closes once both pumps got here.
+async fn cut_client_side(
+    from: OwnedReadHalf,
+    to: OwnedWriteHalf,
+    mut fault: watch::Receiver<(u64, Fault)>,
+    toward_client: bool,
+) {
+    let (client, upstream): (&TcpStream, &TcpStream) = if toward_client {
+        (to.as_ref(), from.as_ref())
+    } else {
+        (from.as_ref(), to.as_ref())
+    };
+    let _ = socket2::SockRef::from(client).set_linger(Some(Duration::ZERO));
+    let upstream = socket2::SockRef::from(upstream).try_clone();
+    if toward_client {
+        drop(to);
+        hold_until_reset(upstream, &mut fault).await;
+        drop(from);
+    } else {
+        drop(from);
+        hold_until_reset(upstream, &mut fault).await;
+        drop(to);
+    }
+}
+
+async fn hold_until_reset(
+    upstream: std::io::Result<socket2::Socket>,
+    fault: &mut watch::Receiver<(u64, Fault)>,
+) {
+    while fault.changed().await.is_ok() {
+        if fault.borrow().1 == Fault::Reset {
+            if let Ok(upstream) = &upstream {
+                let _ = upstream.set_linger(Some(Duration::ZERO));
+            }
             return;
         }
     }
