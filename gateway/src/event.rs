@@ -1,8 +1,6 @@
 //! What the gateway tells the server (commands) and the application (events), why it
 //! closes a connection, its faults on demand, its refusals and its counters.
 
-use std::time::Duration;
-
 use super::auth::{Answer, PeerId};
 use super::config::ServerProfile;
 use crate::registry::{InvokeId, InvokeOutcome, Presence, RegistryStats};
@@ -68,7 +66,8 @@ pub enum CloseWhy {
     TooSlow,
     /// The gateway is going away.
     Shutdown,
-    /// A fault on demand ([`Faults::drop_after`]): the socket is cut with no close frame.
+    /// A fault on demand (`Faults::drop_after`, feature `faults`): the socket is cut with
+    /// no close frame.
     Dropped,
     /// The client broke the WebSocket protocol, or sent a message over the size allowed.
     Violation(Violation),
@@ -125,20 +124,6 @@ impl CloseWhy {
             Self::OverBudget => CloseFrame::new(1013, "try again later: server memory budget"),
         }
     }
-}
-
-/// Misbehaviour on demand, for testing clients against a gateway that fails the ways real
-/// ones do. The default is none.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Faults {
-    /// Accept sockets but never greet them: no hello (discord), no challenge (OpenClaw).
-    pub stall_hello: bool,
-    /// Acknowledge only this many heartbeats (discord) or pings (OpenClaw) per connection.
-    pub ack_heartbeats: Option<u64>,
-    /// Refuse this fraction (0 to 1) of otherwise valid resumes with an invalid session.
-    pub invalid_session_rate: f64,
-    /// Cut every connection, with no close frame, this long after it became ready.
-    pub drop_after: Option<Duration>,
 }
 
 /// What the application learns, in order.

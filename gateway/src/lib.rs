@@ -15,6 +15,7 @@ mod config;
 mod devices;
 mod discord;
 mod event;
+mod faults;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod openclaw;
@@ -37,9 +38,12 @@ pub use config::{
 pub use devices::{DeviceProofError, PairingRequest};
 
 pub use event::{
-    CloseWhy, Delivered, Faults, GatewayCommand, GatewayError, GatewayEvent, GatewayStats,
-    Violation,
+    CloseWhy, Delivered, GatewayCommand, GatewayError, GatewayEvent, GatewayStats, Violation,
 };
+#[cfg(not(feature = "faults"))]
+use faults::Faults;
+#[cfg(feature = "faults")]
+pub use faults::Faults;
 use sessions::Sessions;
 use wire::OpenClawIn;
 
@@ -152,11 +156,13 @@ impl Gateway {
 
     /// Misbehaves as `faults` say from now on (for testing clients); `Faults::default()`
     /// behaves again.
+    #[cfg(feature = "faults")]
     pub fn set_faults(&mut self, faults: Faults) {
         self.faults = faults;
     }
 
     /// The faults in force.
+    #[cfg(feature = "faults")]
     pub fn faults(&self) -> Faults {
         self.faults
     }

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use tether_core::{ConnId, Frame};
+#[cfg(feature = "faults")]
+use tether_gateway::Faults;
 use tether_gateway::registry::{InvokeId, InvokeOutcome};
 use tether_gateway::{
-    Answer, Delivered, Faults, Gateway, GatewayCommand, GatewayError, GatewayEvent, GatewayStats,
-    Violation,
+    Answer, Delivered, Gateway, GatewayCommand, GatewayError, GatewayEvent, GatewayStats, Violation,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -60,6 +61,7 @@ pub(super) enum Call {
     Stats {
         reply: oneshot::Sender<GatewayStats>,
     },
+    #[cfg(feature = "faults")]
     Faults {
         faults: Faults,
         reply: oneshot::Sender<()>,
@@ -325,6 +327,7 @@ impl Driver {
             Call::Stats { reply } => {
                 let _ = reply.send(self.gateway.stats());
             }
+            #[cfg(feature = "faults")]
             Call::Faults { faults, reply } => {
                 self.gateway.set_faults(faults);
                 let _ = reply.send(());

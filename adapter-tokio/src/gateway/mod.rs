@@ -64,9 +64,11 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use tether_core::ConfigError;
 use tether_core::{ConnId, Frame};
+#[cfg(feature = "faults")]
+use tether_gateway::Faults;
 use tether_gateway::registry::{InvokeId, InvokeOutcome};
 use tether_gateway::{
-    Answer, Authenticator, Faults, Gateway, GatewayConfig, GatewayError, GatewayEvent, GatewayStats,
+    Answer, Authenticator, Gateway, GatewayConfig, GatewayError, GatewayEvent, GatewayStats,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -412,7 +414,8 @@ impl GatewayHandle {
         .map_err(ServeError::from)
     }
 
-    /// Misbehaves as `faults` say from now on, for testing clients.
+    /// Misbehaves as `faults` say from now on, for testing clients (feature `faults`).
+    #[cfg(feature = "faults")]
     pub async fn set_faults(&self, faults: Faults) -> Result<(), ServeError> {
         self.call(|reply| Call::Faults { faults, reply }).await
     }
