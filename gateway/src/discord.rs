@@ -4,10 +4,10 @@
 use std::time::Instant;
 
 use super::sessions::ResumeRefused;
-use super::wire::{self, DiscordIn};
 use super::{CloseWhy, Credentials, Gateway, GatewayEvent, INVALID_SESSION_WAIT, PeerId};
 use tether_core::ConnId;
 use tether_core::Utf8Bytes;
+use tether_core::protocol::discord::wire::{self, ClientFrame};
 
 impl Gateway {
     pub(super) fn discord_frame(
@@ -17,12 +17,12 @@ impl Gateway {
         text: Utf8Bytes,
         now: Instant,
     ) {
-        let frame = match wire::read_discord(text.as_str()) {
+        let frame = match wire::read_client(text.as_str()) {
             Ok(frame) => frame,
             Err(reason) => return self.bad_frame(conn, reason),
         };
         match (frame, ready) {
-            (DiscordIn::Heartbeat, ready) => {
+            (ClientFrame::Heartbeat { .. }, ready) => {
                 if self.ack_allowed(conn) {
                     self.write(conn, wire::heartbeat_ack());
                 }
@@ -30,7 +30,7 @@ impl Gateway {
                     self.registry.beat(conn, now);
                 }
             }
-            (DiscordIn::Identify { token, d }, None) => {
+            (ClientFrame::Identify { token, d }, None) => {
                 let credentials = Credentials {
                     conn,
                     token: token.as_deref(),
@@ -42,7 +42,7 @@ impl Gateway {
                 }
             }
             (
-                DiscordIn::Resume {
+                ClientFrame::Resume {
                     token,
                     session_id,
                     seq,
@@ -59,15 +59,15 @@ impl Gateway {
                     Err(_) => self.rejected(conn),
                 }
             }
-            (DiscordIn::Identify { .. } | DiscordIn::Resume { .. }, Some(_)) => {
+            (ClientFrame::Identify { .. } | ClientFrame::Resume { .. }, Some(_)) => {
                 self.close(conn, CloseWhy::AlreadyAuthenticated);
             }
-            (DiscordIn::Application, Some(peer)) => {
+            (ClientFrame::Application(_), Some(peer)) => {
                 self.events
                     .push_back(GatewayEvent::Message { peer, conn, text });
             }
-            (DiscordIn::Application, None) => self.close(conn, CloseWhy::NotAuthenticated),
-            (DiscordIn::Unknown(op), _) => {
+            (ClientFrame::Application(_), None) => self.close(conn, CloseWhy::NotAuthenticated),
+            (ClientFrame::Unknown(op), _) => {
                 self.stats.bad_frames += 1;
                 self.events.push_back(GatewayEvent::BadFrame {
                     conn,
@@ -85,7 +85,7 @@ impl Gateway {
                 break id;
             }
         };
-        let data = wire::ready_data(&id, self.config.resume_url.as_deref());
+        let data = ready_data(&id, self.config.resume_url.as_deref());
         self.sessions.start(id, peer.clone(), conn);
         self.ready(conn, peer.clone(), now);
         if let Some(pushed) = self.sessions.push(&peer, "READY", &data) {
@@ -135,4 +135,13 @@ impl Gateway {
             }
         }
     }
+}
+
+/// READY's data: the session and where to resume it.
+fn ready_data(session_id: &str, resume_url: Option<&str>) -> String {
+    let mut d = serde_json::json!({ "v": 10, "session_id": session_id });
+    if let Some(url) = resume_url {
+        d["resume_gateway_url"] = url.into();
+    }
+    d.to_string()
 }

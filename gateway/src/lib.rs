@@ -22,7 +22,6 @@ mod openclaw;
 mod plain;
 pub mod registry;
 mod sessions;
-mod wire;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -45,7 +44,8 @@ use faults::Faults;
 #[cfg(feature = "faults")]
 pub use faults::Faults;
 use sessions::Sessions;
-use wire::OpenClawIn;
+use tether_core::protocol::discord::wire as discord_wire;
+use tether_core::protocol::openclaw::wire::{self, ClientFrame};
 
 use crate::registry::{InvokeError, InvokeId, Registry, RegistryEvent};
 use tether_core::{ConnId, Frame, after};
@@ -204,7 +204,9 @@ impl Gateway {
         let mut challenge = None;
         match self.config.profile {
             _ if self.faults.stall_hello => {}
-            ServerProfile::Discord => self.write(conn, wire::hello(self.config.heartbeat_interval)),
+            ServerProfile::Discord => {
+                self.write(conn, discord_wire::hello(self.config.heartbeat_interval))
+            }
             ServerProfile::OpenClaw => {
                 // Unpredictable, so that no connect can be signed before its socket opens.
                 let nonce = devices::random_secret()
@@ -655,8 +657,8 @@ impl Gateway {
     fn closing_frame(&mut self, conn: ConnId, frame: Frame) {
         let answered = match (&frame, self.config.profile) {
             (Frame::Text(text), ServerProfile::OpenClaw) => {
-                match wire::read_openclaw(text.as_str()) {
-                    Ok(OpenClawIn::InvokeResult { invoke, answer, .. }) => {
+                match wire::read_client(text.as_str()) {
+                    Ok(ClientFrame::InvokeResult { invoke, answer, .. }) => {
                         self.answer(conn, invoke, answer, text);
                         true
                     }
@@ -709,10 +711,12 @@ impl Gateway {
         u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn bad_frame(&mut self, conn: ConnId, reason: String) {
+    fn bad_frame(&mut self, conn: ConnId, reason: tether_core::protocol::Malformed) {
         self.stats.bad_frames += 1;
-        self.events
-            .push_back(GatewayEvent::BadFrame { conn, reason });
+        self.events.push_back(GatewayEvent::BadFrame {
+            conn,
+            reason: reason.reason().to_owned(),
+        });
         self.close(conn, CloseWhy::Malformed);
     }
 

@@ -17,9 +17,9 @@ use tether_core::protocol::openclaw::SignedConnect;
 use tether_core::{CloseFrame, ConnId, RemoteError, Utf8Bytes};
 
 use super::devices::{self, ClientFields, PairingRequest, Proof, Standing};
-use super::wire::{self, InvokePayload, OpenClawIn};
 use super::{AutoApprove, CloseWhy, Credentials, Gateway, GatewayEvent, PeerId};
 use crate::registry::InvokeId;
+use tether_core::protocol::openclaw::wire::{self, ClientFrame, InvokePayload};
 
 /// The protocol version this gateway speaks, and the oldest a node may use.
 const PROTOCOL: u32 = 4;
@@ -215,7 +215,7 @@ impl Gateway {
         text: Utf8Bytes,
         now: Instant,
     ) {
-        let frame = match wire::read_openclaw(text.as_str()) {
+        let frame = match wire::read_client(text.as_str()) {
             Ok(frame) => frame,
             Err(reason) => return self.bad_frame(conn, reason),
         };
@@ -223,30 +223,30 @@ impl Gateway {
             self.registry.beat(conn, now);
         }
         match (frame, ready) {
-            (OpenClawIn::Connect { params, id }, None) => {
+            (ClientFrame::Connect { params, id }, None) => {
                 let id = id.get().to_owned();
                 match self.admit(conn, params) {
                     Ok(admitted) => self.connected(conn, &id, admitted, now),
                     Err(refusal) => self.refuse(conn, &id, refusal),
                 }
             }
-            (OpenClawIn::Connect { id, .. }, Some(_)) => {
+            (ClientFrame::Connect { id, .. }, Some(_)) => {
                 let reply = wire::res_error(id.get(), "INVALID_REQUEST", "already connected");
                 self.write(conn, reply);
             }
-            (OpenClawIn::Request { id, method, params }, Some(peer)) => {
+            (ClientFrame::Request { id, method, params }, Some(peer)) => {
                 self.request(conn, peer, id, &method, params, &text, now);
             }
-            (OpenClawIn::Event, Some(peer)) => {
+            (ClientFrame::Event, Some(peer)) => {
                 self.events
                     .push_back(GatewayEvent::Message { peer, conn, text });
             }
-            (OpenClawIn::InvokeResult { id, invoke, answer }, Some(_)) => {
+            (ClientFrame::InvokeResult { id, invoke, answer }, Some(_)) => {
                 let receipt = wire::res_ok(id.get(), "{\"ok\":true}");
                 self.answer(conn, invoke, answer, &text);
                 self.write(conn, receipt);
             }
-            (OpenClawIn::Request { id, .. }, None) => {
+            (ClientFrame::Request { id, .. }, None) => {
                 let reply = wire::res_error(
                     id.get(),
                     "INVALID_REQUEST",
@@ -257,7 +257,7 @@ impl Gateway {
                     CloseFrame::new(1008, "invalid handshake: first request must be connect");
                 self.close_with(conn, CloseWhy::NotAuthenticated, frame);
             }
-            (OpenClawIn::Event | OpenClawIn::InvokeResult { .. }, None) => {
+            (ClientFrame::Event | ClientFrame::InvokeResult { .. }, None) => {
                 self.close(conn, CloseWhy::NotAuthenticated);
             }
         }

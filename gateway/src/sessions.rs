@@ -5,9 +5,9 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 use super::PeerId;
-use super::wire;
 use tether_core::ConnId;
 use tether_core::Frame;
+use tether_core::protocol::discord::wire;
 
 #[derive(Debug)]
 struct Session {

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tether_core::protocol::discord::wire::{self as discord, ClientFrame};
+use tether_core::protocol::openclaw::wire as openclaw;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -412,8 +414,8 @@ impl Conn {
                     Some(Action::Send(m)) => { let _ = ws.send(m).await; }
                     Some(Action::Dispatch(name, d)) => {
                         session.seq += 1;
-                        let frame = json!({"op": 0, "s": session.seq, "t": name, "d": d});
-                        let _ = ws.send(Message::text(frame.to_string())).await;
+                        let frame = discord::dispatch(session.seq, &name, &d.to_string());
+                        let _ = ws.send(to_message(frame)).await;
                     }
                     Some(Action::Close(code)) => {
                         let _ = ws.send(Message::Close(Some(CloseFrame {
@@ -441,8 +443,7 @@ impl Conn {
                 },
                 _ = tick.tick(), if tick_every.is_some() && session.ready => {
                     session.seq += 1;
-                    let tick = json!({"type": "event", "event": "tick", "payload": {"ts": 0}, "seq": session.seq});
-                    let _ = ws.send(Message::text(tick.to_string())).await;
+                    let _ = ws.send(to_message(openclaw::tick(session.seq, 0))).await;
                 }
             }
         }
@@ -452,12 +453,12 @@ impl Conn {
         let b = self.behaviour();
         match self.kind {
             Kind::Discord if !b.stall_hello => {
-                let hello = json!({"op": 10, "d": {"heartbeat_interval": b.heartbeat_interval_ms}});
-                let _ = ws.send(Message::text(hello.to_string())).await;
+                let hello = discord::hello(Duration::from_millis(b.heartbeat_interval_ms));
+                let _ = ws.send(to_message(hello)).await;
             }
             Kind::OpenClaw if !b.stall_hello => {
-                let challenge = json!({"type": "event", "event": "connect.challenge", "payload": {"nonce": format!("n{}", self.id), "ts": 1_737_264_000_000_u64}});
-                let _ = ws.send(Message::text(challenge.to_string())).await;
+                let challenge = openclaw::challenge(&format!("n{}", self.id), 1_737_264_000_000);
+                let _ = ws.send(to_message(challenge)).await;
             }
             _ => {}
         }
@@ -480,37 +481,37 @@ impl Conn {
                 }
             }
             (Kind::Discord, Message::Text(text)) => {
-                let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
+                let Ok(frame) = discord::read_client(text.as_str()) else {
                     return true;
                 };
-                match v["op"].as_u64() {
-                    Some(2) => {
+                match frame {
+                    ClientFrame::Identify { .. } => {
                         self.record(Seen::Identify);
                         session.seq = 1;
                         session.ready = true;
-                        let ready = json!({"op": 0, "s": 1, "t": "READY", "d": {
+                        let ready = json!({
                             "session_id": format!("session-{}", self.id),
                             "resume_gateway_url": self.url,
-                        }});
-                        return ws.send(Message::text(ready.to_string())).await.is_ok();
+                        });
+                        let ready = discord::dispatch(1, "READY", &ready.to_string());
+                        return ws.send(to_message(ready)).await.is_ok();
                     }
-                    Some(6) => {
-                        let seq = v["d"]["seq"].as_u64();
+                    ClientFrame::Resume {
+                        session_id, seq, ..
+                    } => {
                         self.record(Seen::Resume {
-                            session: v["d"]["session_id"].as_str().unwrap_or_default().to_owned(),
+                            session: session_id.into_owned(),
                             seq,
                         });
                         session.seq = seq.unwrap_or(0) + 1;
                         session.ready = true;
-                        let resumed = json!({"op": 0, "s": session.seq, "t": "RESUMED", "d": null});
-                        return ws.send(Message::text(resumed.to_string())).await.is_ok();
+                        let resumed = discord::dispatch(session.seq, "RESUMED", "null");
+                        return ws.send(to_message(resumed)).await.is_ok();
                     }
-                    Some(1) => {
-                        self.record(Seen::Heartbeat {
-                            seq: v["d"].as_u64(),
-                        });
+                    ClientFrame::Heartbeat { seq } => {
+                        self.record(Seen::Heartbeat { seq });
                         if b.ack_heartbeats {
-                            return ws.send(Message::text(r#"{"op":11}"#)).await.is_ok();
+                            return ws.send(to_message(discord::heartbeat_ack())).await.is_ok();
                         }
                     }
                     _ => self.record(Seen::Text(text.to_string())),
@@ -547,8 +548,8 @@ impl Conn {
                     _ => None,
                 };
                 if let Some(payload) = answer {
-                    let res = json!({"type": "res", "id": v["id"], "ok": true, "payload": payload});
-                    return ws.send(Message::text(res.to_string())).await.is_ok();
+                    let res = openclaw::res_ok(&v["id"].to_string(), &payload.to_string());
+                    return ws.send(to_message(res)).await.is_ok();
                 }
             }
             _ => {}
@@ -577,4 +578,9 @@ async fn wait_for_eof(tcp: &TcpStream) {
             Err(_) => return,
         }
     }
+}
+
+/// A frame of the wire modules as tungstenite writes it.
+fn to_message(frame: tether_core::Frame) -> Message {
+    tether_adapter::wire::write(frame)
 }

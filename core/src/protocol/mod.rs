@@ -18,6 +18,48 @@ pub mod discord;
 pub mod openclaw;
 pub mod plain;
 
+/// Why a frame could not be read, by kind and place only. It never quotes the frame: a
+/// peer's bytes may hold a secret (a token where an object was due), and reasons reach
+/// logs and events.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(Cow<'static, str>);
+
+impl Malformed {
+    /// A reason of ours (never the peer's bytes).
+    pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self(reason.into())
+    }
+
+    /// What was wrong with a frame's JSON, after `context`: serde's own message quotes the
+    /// offending value, so only its kind and place are kept.
+    pub fn unreadable(context: &str, e: &serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        let kind = match e.classify() {
+            Category::Syntax => "not JSON",
+            Category::Eof => "JSON cut short",
+            Category::Data => "a field missing or of the wrong type",
+            Category::Io => "unreadable",
+        };
+        Self(Cow::Owned(format!(
+            "{context}{kind} (line {}, column {})",
+            e.line(),
+            e.column()
+        )))
+    }
+
+    /// The reason.
+    pub fn reason(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&'static str> for Malformed {
+    fn from(reason: &'static str) -> Self {
+        Self::new(reason)
+    }
+}
+
 /// A session protocol spoken over the WebSocket.
 ///
 /// Methods are called only for the current connection, in the order events happen on it:

@@ -366,13 +366,8 @@ impl OpenClaw {
                 }),
             );
         }
-        let frame = json!({
-            "type": "req",
-            "id": CONNECT_ID,
-            "method": "connect",
-            "params": params,
-        });
-        Some(Frame::Text(Utf8Bytes::secret(frame.to_string())))
+        let frame = wire::request(CONNECT_ID, "connect", &Value::Object(params));
+        Some(Frame::Text(Utf8Bytes::secret(frame)))
     }
 
     fn response(
@@ -589,13 +584,9 @@ impl OpenClaw {
             }
         }
         self.answers_sent += 1;
-        let frame = json!({
-            "type": "req",
-            "id": format!("{ANSWER_ID}{}", self.answers_sent),
-            "method": "node.invoke.result",
-            "params": params,
-        });
-        Some(Frame::text(frame.to_string()))
+        let id = format!("{ANSWER_ID}{}", self.answers_sent);
+        let frame = wire::request(&id, "node.invoke.result", &Value::Object(params));
+        Some(Frame::text(frame))
     }
 }
 
@@ -781,13 +772,11 @@ impl Protocol for OpenClaw {
             Value::Null => Value::Object(Map::new()),
             params => params,
         };
-        let frame = json!({
-            "type": "req",
-            "id": id.get().to_string(),
-            "method": request.method,
-            "params": params,
-        });
-        Frame::text(frame.to_string())
+        Frame::text(wire::request(
+            &id.get().to_string(),
+            &request.method,
+            &params,
+        ))
     }
 
     fn classify_close(&self, cause: &CloseCause) -> CloseClass {

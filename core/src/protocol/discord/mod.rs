@@ -1,7 +1,10 @@
 //! The Discord gateway v10 session protocol.
 //!
 //! Only the envelope of each frame (`op`, `s`, `t`) is parsed; `d` stays raw JSON, shared
-//! with the frame's buffer, for the application to deserialize as it likes.
+//! with the frame's buffer, for the application to deserialize as it likes. The frames
+//! themselves, both ways, are in [`wire`].
+
+pub mod wire;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -11,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use self::wire::ServerFrame;
 use crate::command::Endpoint;
 use crate::error::ConfigError;
 use crate::event::{ProtocolError, ReconnectMode, RequestId};
@@ -98,10 +102,7 @@ impl Identify {
     }
 
     fn frame(&self) -> Frame {
-        let mut d = self.fields.clone();
-        d.insert("token".into(), Value::from(self.token.expose()));
-        let frame = serde_json::json!({ "op": 2, "d": d });
-        Frame::Text(Utf8Bytes::secret(frame.to_string()))
+        wire::identify(self.token.expose(), &self.fields)
     }
 }
 
@@ -232,19 +233,15 @@ impl Discord {
     }
 
     fn resume_frame(&self, session: &Session) -> Frame {
-        let frame = serde_json::json!({
-            "op": 6,
-            "d": {
-                "token": self.identify.token.expose(),
-                "session_id": session.id,
-                "seq": self.seq.last(),
-            }
-        });
-        Frame::Text(Utf8Bytes::secret(frame.to_string()))
+        wire::resume(self.identify.token.expose(), &session.id, self.seq.last())
     }
 
-    fn dispatch(&mut self, text: &Utf8Bytes, envelope: Envelope<'_>) -> Inbound<Dispatch, Never> {
-        let (Some(seq), Some(name)) = (envelope.s, envelope.t) else {
+    fn dispatch(
+        &mut self,
+        text: &Utf8Bytes,
+        (seq, name, data): (Option<u64>, Option<Cow<'_, str>>, Option<&RawValue>),
+    ) -> Inbound<Dispatch, Never> {
+        let (Some(seq), Some(name)) = (seq, name) else {
             return error("dispatch without s or t");
         };
         match self.seq.advance(seq, "dispatch") {
@@ -252,9 +249,7 @@ impl Discord {
             InSequence::Gap(gap) => self.pending_error = Some(gap),
             InSequence::Stale(stale) => return Inbound::Error(stale),
         }
-        let data = envelope
-            .d
-            .map_or_else(|| Utf8Bytes::from_static("null"), |d| text.share(d.get()));
+        let data = data.map_or_else(|| Utf8Bytes::from_static("null"), |d| text.share(d.get()));
         let name = match name {
             Cow::Borrowed(name) => text.share(name),
             Cow::Owned(name) => Utf8Bytes::from(name),
@@ -304,17 +299,9 @@ impl Discord {
     /// turn liveness off with an interval of centuries, nor make the client beat in a loop
     /// with one of nothing. A clamped interval is reported (a protocol error the connection
     /// survives); one that is not a positive number is a protocol error that ends it.
-    fn hello(&mut self, d: Option<&RawValue>) -> Inbound<Dispatch, Never> {
-        #[derive(Deserialize)]
-        struct Hello {
-            heartbeat_interval: f64,
-        }
-        let ms = match d.map(|d| serde_json::from_str::<Hello>(d.get())) {
-            Some(Ok(hello))
-                if hello.heartbeat_interval.is_finite() && hello.heartbeat_interval > 0.0 =>
-            {
-                hello.heartbeat_interval
-            }
+    fn hello(&mut self, heartbeat_interval_ms: Option<f64>) -> Inbound<Dispatch, Never> {
+        let ms = match heartbeat_interval_ms {
+            Some(ms) if ms.is_finite() && ms > 0.0 => ms,
             _ => {
                 return Inbound::Error(ProtocolError::fatal(
                     "hello without a positive heartbeat_interval",
@@ -336,17 +323,17 @@ impl Discord {
         Inbound::Hello
     }
 
-    fn invalid_session(d: Option<&RawValue>) -> Inbound<Dispatch, Never> {
-        match d.map(|d| serde_json::from_str::<bool>(d.get())) {
-            Some(Ok(true)) => Inbound::InvalidSession {
+    fn invalid_session(resumable: Option<bool>) -> Inbound<Dispatch, Never> {
+        match resumable {
+            Some(true) => Inbound::InvalidSession {
                 resumable: true,
                 wait: (Duration::ZERO, Duration::ZERO),
             },
-            Some(Ok(false)) => Inbound::InvalidSession {
+            Some(false) => Inbound::InvalidSession {
                 resumable: false,
                 wait: (Duration::from_secs(1), Duration::from_secs(5)),
             },
-            _ => error("invalid session without a boolean d"),
+            None => error("invalid session without a boolean d"),
         }
     }
 }
@@ -429,17 +416,6 @@ impl DiscordBuilder {
 /// Discord has no request/response of its own.
 type Never = std::convert::Infallible;
 
-/// The envelope of a gateway frame. `d` stays raw.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    op: u64,
-    #[serde(borrow)]
-    d: Option<&'a RawValue>,
-    s: Option<u64>,
-    #[serde(borrow)]
-    t: Option<Cow<'a, str>>,
-}
-
 fn error(reason: impl Into<Cow<'static, str>>) -> Inbound<Dispatch, Never> {
     Inbound::Error(ProtocolError::new(reason))
 }
@@ -494,18 +470,20 @@ impl Protocol for Discord {
         let Frame::Text(text) = frame else {
             return error("binary frame: compressed and ETF payloads are not supported");
         };
-        let envelope: Envelope<'_> = match serde_json::from_str(text.as_str()) {
-            Ok(envelope) => envelope,
+        let frame = match wire::read_server(text.as_str()) {
+            Ok(frame) => frame,
             Err(e) => return error(format!("malformed frame: {e}")),
         };
-        match envelope.op {
-            0 => self.dispatch(&text, envelope),
-            1 => Inbound::HeartbeatRequest,
-            7 => Inbound::Reconnect,
-            9 => Self::invalid_session(envelope.d),
-            10 => self.hello(envelope.d),
-            11 => Inbound::HeartbeatAck,
-            op => error(format!("unknown opcode {op}")),
+        match frame {
+            ServerFrame::Dispatch { seq, name, data } => self.dispatch(&text, (seq, name, data)),
+            ServerFrame::HeartbeatRequest => Inbound::HeartbeatRequest,
+            ServerFrame::Reconnect => Inbound::Reconnect,
+            ServerFrame::InvalidSession { resumable } => Self::invalid_session(resumable),
+            ServerFrame::Hello {
+                heartbeat_interval_ms,
+            } => self.hello(heartbeat_interval_ms),
+            ServerFrame::HeartbeatAck => Inbound::HeartbeatAck,
+            ServerFrame::Unknown(op) => error(format!("unknown opcode {op}")),
         }
     }
 
@@ -522,11 +500,7 @@ impl Protocol for Discord {
     }
 
     fn heartbeat(&mut self) -> Option<Frame> {
-        let d = self
-            .seq
-            .last()
-            .map_or_else(|| "null".to_owned(), |s| s.to_string());
-        Some(Frame::text(format!("{{\"op\":1,\"d\":{d}}}")))
+        Some(wire::heartbeat(self.seq.last()))
     }
 
     fn encode_request(&mut self, _id: RequestId, request: Never) -> Frame {
