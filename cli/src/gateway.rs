@@ -56,6 +56,13 @@ pub struct GatewayArgs {
     /// wait for `approve ID` on stdin).
     #[arg(long)]
     pub auto_approve: bool,
+    /// discord: the `resume_gateway_url` READY announces (default: this listener's own
+    /// address, path `/resume`).
+    #[arg(long)]
+    pub resume_url: Option<String>,
+    /// discord: the guild ids READY lists as unavailable stubs (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub guilds: Vec<u64>,
 }
 
 /// The server sides `tether gateway` speaks.
@@ -107,13 +114,16 @@ impl GatewayArgs {
         } else {
             AutoApprove::Loopback
         };
-        GatewayConfig::builder(profile)
+        let mut config = GatewayConfig::builder(profile)
             .heartbeat_interval(Duration::from_millis(self.heartbeat_ms))
             .resume_window(Duration::from_secs(self.resume_window_s))
             .auto_approve(auto_approve)
             .methods(["echo"])
-            .build()
-            .map_err(|e| e.to_string())
+            .guilds(self.guilds.iter().copied());
+        if let Some(url) = &self.resume_url {
+            config = config.resume_url(url.as_str());
+        }
+        config.build().map_err(|e| e.to_string())
     }
 }
 

@@ -44,6 +44,7 @@ pub struct GatewayConfig {
     pub(crate) methods: std::collections::BTreeSet<String>,
     pub(crate) max_invokes: usize,
     pub(crate) resume_url: Option<String>,
+    pub(crate) guilds: Vec<u64>,
     pub(crate) max_message_before_ready: usize,
     pub(crate) max_message: usize,
     pub(crate) max_token: usize,
@@ -88,6 +89,7 @@ impl GatewayConfig {
                 methods: std::collections::BTreeSet::new(),
                 max_invokes: 10_000,
                 resume_url: None,
+                guilds: Vec::new(),
                 max_message_before_ready: 8 << 10,
                 max_message: 1 << 20,
                 max_token: 2 << 10,
@@ -95,6 +97,20 @@ impl GatewayConfig {
                 replay_bytes_total: 256 << 20,
             },
         }
+    }
+
+    /// The `resume_gateway_url` announced in READY (discord), if one was set.
+    pub fn resume_url(&self) -> Option<&str> {
+        self.resume_url.as_deref()
+    }
+
+    /// These settings with `url` as the `resume_gateway_url` when none was set: a server
+    /// fills in the address it serves, so READY always carries one.
+    pub fn with_default_resume_url(mut self, url: impl FnOnce() -> String) -> Self {
+        if self.resume_url.is_none() {
+            self.resume_url = Some(url());
+        }
+        self
     }
 
     /// The profile spoken.
@@ -207,9 +223,17 @@ impl GatewayConfigBuilder {
         self
     }
 
-    /// The `resume_gateway_url` announced in READY (discord).
+    /// The `resume_gateway_url` announced in READY (discord). A server that serves a
+    /// listener fills in its own address when none is set.
     pub fn resume_url(mut self, url: impl Into<String>) -> Self {
         self.config.resume_url = Some(url.into());
+        self
+    }
+
+    /// The guilds READY lists, as unavailable stubs (`{"id", "unavailable": true}`), as
+    /// Discord lists a bot's guilds before their GUILD_CREATE (discord; none by default).
+    pub fn guilds(mut self, ids: impl IntoIterator<Item = u64>) -> Self {
+        self.config.guilds = ids.into_iter().collect();
         self
     }
 
@@ -278,6 +302,8 @@ impl GatewayConfigBuilder {
                 MAX_REPLAY_BUDGET,
             ),
             ("max_invokes", c.max_invokes, 1 << 24),
+            // READY lists each: 10,000 stubs are some 400 KiB, one frame.
+            ("guilds", c.guilds.len(), 10_000),
         ])?;
         tether_core::check_delays(&[
             ("handshake_timeout", c.handshake_timeout),

@@ -36,8 +36,11 @@ impl Gateway {
                     token: token.as_deref(),
                     payload: d.get(),
                 };
+                let Ok(shard) = read_shard(d) else {
+                    return self.close(conn, CloseWhy::InvalidShard);
+                };
                 match self.authenticate(&credentials) {
-                    Ok(peer) => self.identified(conn, peer, now),
+                    Ok(peer) => self.identified(conn, peer, shard, now),
                     Err(_) => self.rejected(conn),
                 }
             }
@@ -78,15 +81,30 @@ impl Gateway {
         }
     }
 
-    fn identified(&mut self, conn: ConnId, peer: PeerId, now: Instant) {
+    /// A fresh session for `owner`'s shard: kept under the owner and the shard (the peer
+    /// `owner/shard-I-of-N` when the bot runs more than one), so the shards of one bot are
+    /// sessions side by side, never replacing each other.
+    fn identified(&mut self, conn: ConnId, owner: PeerId, shard: Option<[u32; 2]>, now: Instant) {
         let id = loop {
             let id = format!("{:032x}", self.rng.u128(..));
             if !self.sessions.contains(&id) {
                 break id;
             }
         };
-        let data = ready_data(&id, self.config.resume_url.as_deref());
-        self.sessions.start(id, peer.clone(), conn);
+        // One shard of one is the bot unsharded: the same session key.
+        let peer: PeerId = match shard {
+            Some([shard, count]) if count > 1 => format!("{owner}/shard-{shard}-of-{count}").into(),
+            _ => owner.clone(),
+        };
+        let ready = Ready {
+            session_id: &id,
+            owner: &owner,
+            shard,
+            resume_url: self.config.resume_url.as_deref(),
+            guilds: &self.config.guilds,
+        };
+        let data = ready.data();
+        self.sessions.start(id, owner, peer.clone(), conn);
         self.ready(conn, peer.clone(), now);
         if let Some(pushed) = self.sessions.push(&peer, "READY", &data) {
             self.write(conn, pushed.frame);
@@ -109,13 +127,14 @@ impl Gateway {
             self.sessions.resume(session_id, &peer, seq, conn)
         };
         match resumed {
-            Ok((_, missed)) => {
+            Ok((peer, missed)) => {
                 self.ready(conn, peer.clone(), now);
                 let replayed = missed.len();
                 for frame in missed {
                     self.write(conn, frame);
                 }
-                if let Some(pushed) = self.sessions.push(&peer, "RESUMED", "null") {
+                // An object, as Discord sends it (clients read it as one).
+                if let Some(pushed) = self.sessions.push(&peer, "RESUMED", "{}") {
                     self.write(conn, pushed.frame);
                 }
                 self.stats.resumes += 1;
@@ -137,11 +156,77 @@ impl Gateway {
     }
 }
 
-/// READY's data: the session and where to resume it.
-fn ready_data(session_id: &str, resume_url: Option<&str>) -> String {
-    let mut d = serde_json::json!({ "v": 10, "session_id": session_id });
-    if let Some(url) = resume_url {
-        d["resume_gateway_url"] = url.into();
+/// An identify's `shard`: absent, or `[id, count]` with `id` below `count`.
+fn read_shard(d: &serde_json::value::RawValue) -> Result<Option<[u32; 2]>, ()> {
+    #[derive(serde::Deserialize)]
+    struct Shard {
+        #[serde(default)]
+        shard: Option<[u32; 2]>,
     }
-    d.to_string()
+    match serde_json::from_str::<Shard>(d.get()) {
+        Ok(Shard { shard: None }) => Ok(None),
+        Ok(Shard {
+            shard: Some([id, count]),
+        }) if id < count => Ok(Some([id, count])),
+        _ => Err(()),
+    }
+}
+
+/// READY as Discord sends it, with what a gateway of its own can say: the bot's user and
+/// application (ids derived from its credentials' peer, stable across sessions), its
+/// guilds as unavailable stubs, the shard echoed, and where to resume.
+struct Ready<'a> {
+    session_id: &'a str,
+    owner: &'a str,
+    shard: Option<[u32; 2]>,
+    resume_url: Option<&'a str>,
+    guilds: &'a [u64],
+}
+
+impl Ready<'_> {
+    fn data(&self) -> String {
+        let id = snowflake(self.owner).to_string();
+        let guilds: Vec<_> = self
+            .guilds
+            .iter()
+            .map(|id| serde_json::json!({ "id": id.to_string(), "unavailable": true }))
+            .collect();
+        let mut d = serde_json::json!({
+            "v": 10,
+            "user": {
+                "id": id,
+                "username": self.owner,
+                "discriminator": "0",
+                "global_name": null,
+                "avatar": null,
+                "bot": true,
+                "flags": 0,
+                "mfa_enabled": false,
+                "verified": true,
+            },
+            "guilds": guilds,
+            "session_id": self.session_id,
+            "session_type": "normal",
+            "resume_gateway_url": self.resume_url,
+            "application": { "id": id, "flags": 0 },
+            "private_channels": [],
+            "relationships": [],
+            "presences": [],
+            "guild_join_requests": [],
+            "geo_ordered_rtc_regions": [],
+            "_trace": ["tether-gateway"],
+        });
+        if let Some(shard) = self.shard {
+            d["shard"] = serde_json::json!(shard);
+        }
+        d.to_string()
+    }
+}
+
+/// A Discord-shaped id (a positive 63-bit number) for `name`, the same every time.
+fn snowflake(name: &str) -> u64 {
+    let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(digest.as_ref().get(..8).unwrap_or(&[1; 8]));
+    (u64::from_be_bytes(bytes) >> 1).max(1)
 }

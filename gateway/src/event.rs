@@ -73,6 +73,17 @@ pub enum CloseWhy {
     Violation(Violation),
     /// What the connection is owed would take the server past its memory budget.
     OverBudget,
+    /// An identify's `shard` is not `[id, count]` with `id` below `count` (discord 4010).
+    InvalidShard,
+    /// The URL asks for a gateway version not served (discord: `v` other than 9 or 10,
+    /// 4012).
+    InvalidApiVersion,
+    /// The URL asks for an encoding not spoken (discord: `encoding` other than `json`; ETF
+    /// is not spoken here).
+    UnsupportedEncoding,
+    /// The URL asks for a transport compression not offered (discord: `compress` other
+    /// than `zlib-stream` or `zstd-stream`).
+    UnsupportedCompression,
 }
 
 /// A way a client breaks the WebSocket protocol itself (RFC 6455), each with its own close
@@ -122,6 +133,14 @@ impl CloseWhy {
             Self::Violation(Violation::InvalidUtf8) => CloseFrame::new(1007, "invalid utf-8"),
             Self::Violation(Violation::TooBig) => CloseFrame::new(1009, "message too big"),
             Self::OverBudget => CloseFrame::new(1013, "try again later: server memory budget"),
+            Self::InvalidShard => CloseFrame::new(4010, "invalid shard"),
+            Self::InvalidApiVersion => CloseFrame::new(4012, "invalid API version"),
+            Self::UnsupportedEncoding => {
+                CloseFrame::new(1003, "unsupported encoding: only json is spoken")
+            }
+            Self::UnsupportedCompression => {
+                CloseFrame::new(1003, "unsupported compress: zlib-stream or zstd-stream")
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ mod openclaw;
 mod plain;
 pub mod registry;
 mod sessions;
+mod transport;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -74,6 +75,11 @@ struct Conn {
     acked: u64,
     /// When a [`Faults::drop_after`] cut is due.
     drop_at: Option<Instant>,
+    /// Discord: the transport compression the client asked for, this connection's own.
+    compressor: Option<transport::Compressor>,
+    /// The close code the client sent, if it sent one: discord's 1000 and 1001 end the
+    /// session.
+    closed_by: Option<u16>,
 }
 
 /// The longest a discord client waits after an invalid session before identifying again.
@@ -99,12 +105,15 @@ pub struct Gateway {
 }
 
 /// What the server knows of a socket it accepted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AcceptedPeer {
     /// Its peer is on this machine (a loopback address).
     pub loopback: bool,
     /// The wall clock now, in Unix milliseconds, if the server reads one.
     pub unix_ms: Option<u64>,
+    /// The query of the URL the client asked for (`v=10&encoding=json&compress=...`):
+    /// discord clients choose their version, encoding and compression with it.
+    pub query: Option<String>,
 }
 
 /// How far a device's `signedAt` may be from the gateway's wall clock, as the real
@@ -178,7 +187,7 @@ impl Gateway {
     pub fn accept_loopback(&mut self, now: Instant) -> ConnId {
         let peer = AcceptedPeer {
             loopback: true,
-            unix_ms: None,
+            ..AcceptedPeer::default()
         };
         self.accept_from(now, peer)
     }
@@ -202,11 +211,19 @@ impl Gateway {
             max_message: self.config.max_message_before_ready,
         });
         let mut challenge = None;
+        let mut compressor = None;
+        let mut refused = None;
         match self.config.profile {
+            ServerProfile::Discord => match transport::read_query(peer.query.as_deref()) {
+                Ok(compression) => {
+                    compressor = compression.map(transport::Compressor::new);
+                    if let Some(None) = compressor {
+                        refused = Some(CloseWhy::UnsupportedCompression);
+                    }
+                }
+                Err(why) => refused = Some(why),
+            },
             _ if self.faults.stall_hello => {}
-            ServerProfile::Discord => {
-                self.write(conn, discord_wire::hello(self.config.heartbeat_interval))
-            }
             ServerProfile::OpenClaw => {
                 // Unpredictable, so that no connect can be signed before its socket opens.
                 let nonce = devices::random_secret()
@@ -231,8 +248,18 @@ impl Gateway {
                 tick: None,
                 acked: 0,
                 drop_at: None,
+                compressor: compressor.flatten(),
+                closed_by: None,
             },
         );
+        if let Some(why) = refused {
+            // Before any hello: a client that asked for what is not served learns it first.
+            self.close(conn, why);
+            return conn;
+        }
+        if self.config.profile == ServerProfile::Discord && !self.faults.stall_hello {
+            self.write(conn, discord_wire::hello(self.config.heartbeat_interval));
+        }
         if self.config.profile == ServerProfile::Plain {
             self.plain_accepted(conn, now);
         }
@@ -291,16 +318,32 @@ impl Gateway {
     /// peer goes disconnected only if `conn` still owned the session (S2, S4); a discord
     /// session stays resumable for the resume window.
     pub fn handle_close(&mut self, conn: ConnId, now: Instant) {
-        if let Some(state) = self.conns.remove(&conn) {
+        let closed_by = self.conns.remove(&conn).and_then(|state| {
             self.forget_timers(conn, &state);
-        }
+            state.closed_by
+        });
         if let Some(peer) = self.registry.close(conn) {
             if self.config.profile == ServerProfile::Discord {
-                let expires = after(now, self.config.resume_window);
-                self.sessions.detach(&peer, conn, expires);
+                // As Discord: a client that closes with 1000 or 1001 is done with its
+                // session; any other end leaves it resumable for the window.
+                if matches!(closed_by, Some(1000 | 1001)) {
+                    self.sessions.end(&peer, conn);
+                } else {
+                    let expires = after(now, self.config.resume_window);
+                    self.sessions.detach(&peer, conn, expires);
+                }
             }
         }
         self.drain_registry();
+    }
+
+    /// The client sent a close frame with `code` (`None`: a close frame without one) on
+    /// `conn`; its socket's end follows with [`handle_close`](Self::handle_close), judged by
+    /// it: a discord client's 1000 or 1001 ends its session.
+    pub fn handle_close_frame(&mut self, conn: ConnId, code: Option<u16>) {
+        if let Some(state) = self.conns.get_mut(&conn) {
+            state.closed_by = code;
+        }
     }
 
     /// Handles every deadline passed by `now`.
@@ -766,7 +809,23 @@ impl Gateway {
         true
     }
 
+    /// Writes `frame` on `conn`, through the connection's compression if it asked for one.
     fn write(&mut self, conn: ConnId, frame: Frame) {
+        let frame = match self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.compressor.as_mut())
+        {
+            Some(compressor) => match compressor.compress(frame) {
+                Ok(frame) => frame,
+                Err(transport::CompressFailed) => {
+                    // Its stream is out of step with the client's: nothing more can be read.
+                    self.close(conn, CloseWhy::UnsupportedCompression);
+                    return;
+                }
+            },
+            None => frame,
+        };
         self.commands
             .push_back(GatewayCommand::Send { conn, frame });
     }

@@ -11,6 +11,10 @@ use tether_core::protocol::discord::wire;
 
 #[derive(Debug)]
 struct Session {
+    /// Who the credentials say the client is: a resume must come from them.
+    owner: PeerId,
+    /// The key the session is kept under in the registry: the owner, with the shard when
+    /// the identify named one (a bot's shards are sessions of their own).
     peer: PeerId,
     seq: u64,
     /// The last dispatches, oldest first, for replay.
@@ -86,14 +90,16 @@ impl Sessions {
         self.by_id.contains_key(id)
     }
 
-    /// A fresh session of `peer` on `conn`; the peer's previous session, if any, is gone.
-    pub(crate) fn start(&mut self, id: String, peer: PeerId, conn: ConnId) {
+    /// A fresh session `peer` of `owner` on `conn`; the previous session under `peer`, if
+    /// any, is gone.
+    pub(crate) fn start(&mut self, id: String, owner: PeerId, peer: PeerId, conn: ConnId) {
         if let Some(old) = self.by_peer.insert(peer.clone(), id.clone()) {
             self.remove(&old);
         }
         self.by_id.insert(
             id,
             Session {
+                owner,
                 peer,
                 seq: 0,
                 replay: VecDeque::new(),
@@ -142,17 +148,17 @@ impl Sessions {
         })
     }
 
-    /// Moves session `id` to `conn` for a client that saw every dispatch up to `seq`; gives
-    /// back the connection it was on (to close) and the dispatches it missed, in order.
+    /// Moves session `id` to `conn` for `owner`'s client that saw every dispatch up to
+    /// `seq`; gives back the session's key and the dispatches it missed, in order.
     pub(crate) fn resume(
         &mut self,
         id: &str,
-        peer: &PeerId,
+        owner: &PeerId,
         seq: Option<u64>,
         conn: ConnId,
-    ) -> Result<(Option<ConnId>, Vec<Frame>), ResumeRefused> {
+    ) -> Result<(PeerId, Vec<Frame>), ResumeRefused> {
         let session = self.by_id.get_mut(id).ok_or(ResumeRefused::Unknown)?;
-        if session.peer != *peer {
+        if session.owner != *owner {
             return Err(ResumeRefused::OtherPeer);
         }
         let seen = seq.unwrap_or(0);
@@ -168,7 +174,21 @@ impl Sessions {
             .filter(|(s, _)| *s > seen)
             .map(|(_, frame)| frame.clone())
             .collect();
-        Ok((session.conn.replace(conn), missed))
+        session.conn = Some(conn);
+        Ok((session.peer.clone(), missed))
+    }
+
+    /// `conn`'s client ended `peer`'s session (it closed with 1000 or 1001): it is gone,
+    /// not resumable.
+    pub(crate) fn end(&mut self, peer: &PeerId, conn: ConnId) -> bool {
+        let Some(id) = self.by_peer.get(peer).cloned() else {
+            return false;
+        };
+        if self.by_id.get(&id).and_then(|s| s.conn) != Some(conn) {
+            return false;
+        }
+        self.remove(&id);
+        true
     }
 
     /// `conn` no longer carries `peer`'s session: it stays resumable until `expires`.

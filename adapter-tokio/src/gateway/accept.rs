@@ -264,8 +264,8 @@ async fn upgrade(
         _ = evicted => return,
     };
     drop(pending);
-    let ws = match upgraded {
-        Ok(Some(ws)) => ws,
+    let (ws, query) = match upgraded {
+        Ok(Some(upgraded)) => upgraded,
         Ok(None) => return,
         Err(_) => {
             shared.counters.timed_out.fetch_add(1, Ordering::Relaxed);
@@ -276,9 +276,11 @@ async fn upgrade(
     shared.open.fetch_add(1, Ordering::AcqRel);
     let _open = OpenGuard(shared.open.clone());
     match ws {
-        Upgraded::Plain(ws) => serve_socket(ws, to_driver, &shared, loopback).await,
+        Upgraded::Plain(ws) => serve_socket(ws, to_driver, &shared, (loopback, query)).await,
         #[cfg(feature = "rustls")]
-        Upgraded::Tls(ws) => Box::pin(serve_socket(ws, to_driver, &shared, loopback)).await,
+        Upgraded::Tls(ws) => {
+            Box::pin(serve_socket(ws, to_driver, &shared, (loopback, query))).await;
+        }
     }
 }
 
@@ -292,33 +294,37 @@ enum Upgraded {
     Tls(Box<Ws<tokio_rustls::server::TlsStream<TcpStream>>>),
 }
 
-async fn upgrade_stream(tcp: TcpStream, shared: Arc<Shared>) -> Option<Upgraded> {
+/// The upgraded socket, and the query of the URL its client asked for.
+async fn upgrade_stream(tcp: TcpStream, shared: Arc<Shared>) -> Option<(Upgraded, Option<String>)> {
     #[cfg(feature = "rustls")]
     if let Some(tls) = shared.options.tls.clone() {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         // Boxed, like the upgrade below: a handshake's state lives on the heap only while it
         // runs, instead of sizing the task that then holds the socket for hours.
         let stream = Box::pin(acceptor.accept(tcp)).await.ok()?;
-        let ws = Box::pin(websocket(stream, &shared)).await?;
-        return Some(Upgraded::Tls(Box::new(ws)));
+        let (ws, query) = Box::pin(websocket(stream, &shared)).await?;
+        return Some((Upgraded::Tls(Box::new(ws)), query));
     }
-    let ws = Box::pin(websocket(tcp, &shared)).await?;
-    Some(Upgraded::Plain(Box::new(ws)))
+    let (ws, query) = Box::pin(websocket(tcp, &shared)).await?;
+    Some((Upgraded::Plain(Box::new(ws)), query))
 }
 
 /// The largest upgrade request read: its headers must fit.
 const MAX_REQUEST: usize = 16 << 10;
 
-async fn websocket<S>(stream: S, shared: &Shared) -> Option<Ws<S>>
+async fn websocket<S>(stream: S, shared: &Shared) -> Option<(Ws<S>, Option<String>)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let retry_after = shared.options.retry_after_secs;
     let (open, max) = (shared.open.clone(), shared.options.max_connections);
     let counters = shared.counters.clone();
+    let mut query = None;
     // The signature is tungstenite's callback's; its error is the HTTP response it sends.
     #[allow(clippy::result_large_err)]
-    let refuse = move |_: &Request, response: Response| -> Result<Response, ErrorResponse> {
+    let refuse = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        // Bounded by the request's own bound (MAX_REQUEST).
+        query = request.uri().query().map(str::to_owned);
         if open.load(Ordering::Acquire) < max {
             return Ok(response);
         }
@@ -340,14 +346,14 @@ where
     .ok()?;
     ws.get_mut().message_done();
     ws.get_mut().set_limit(shared.before_ready);
-    Some(ws)
+    Some((ws, query))
 }
 
 async fn serve_socket<S>(
     ws: Box<Ws<S>>,
     to_driver: mpsc::UnboundedSender<FromSocket>,
     shared: &Shared,
-    loopback: bool,
+    (loopback, query): (bool, Option<String>),
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -362,6 +368,7 @@ async fn serve_socket<S>(
             socket,
             reply,
             loopback,
+            query,
         })
         .is_err()
     {

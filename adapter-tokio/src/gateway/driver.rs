@@ -79,7 +79,11 @@ pub(super) enum FromSocket {
         reply: oneshot::Sender<ConnId>,
         /// Whether its peer is on this machine.
         loopback: bool,
+        /// The query of the URL its client asked for.
+        query: Option<String>,
     },
+    /// The client's close frame arrived on `conn`, with this code.
+    CloseFrame(ConnId, Option<u16>),
     /// A frame read on `conn`, holding `charge` bytes of its credit.
     Frame {
         conn: ConnId,
@@ -231,13 +235,18 @@ impl Driver {
                 socket,
                 reply,
                 loopback,
+                query,
             } => {
                 // The wall clock goes with each accept: OpenClaw challenges carry it.
                 let unix_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .ok()
                     .and_then(|d| u64::try_from(d.as_millis()).ok());
-                let peer = tether_gateway::AcceptedPeer { loopback, unix_ms };
+                let peer = tether_gateway::AcceptedPeer {
+                    loopback,
+                    unix_ms,
+                    query,
+                };
                 let conn = self.gateway.accept_peer(now, peer);
                 self.sockets.insert(conn, socket);
                 let _ = reply.send(conn);
@@ -253,6 +262,9 @@ impl Driver {
                     charge,
                 });
                 self.collect_events(credit);
+            }
+            FromSocket::CloseFrame(conn, code) => {
+                self.gateway.handle_close_frame(conn, code);
             }
             FromSocket::Violation(conn, violation) => {
                 self.gateway.handle_violation(conn, violation);

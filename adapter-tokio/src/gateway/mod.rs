@@ -137,6 +137,14 @@ impl Default for GatewayOptions {
 }
 
 impl GatewayOptions {
+    /// Whether `wss://` is served.
+    pub fn has_tls(&self) -> bool {
+        #[cfg(feature = "rustls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "rustls"))]
+        false
+    }
+
     /// Checks every setting: zero, and more than the library allows, are refused.
     pub fn check(&self) -> Result<(), ConfigError> {
         const MINUTE: Duration = Duration::from_secs(60);
@@ -234,6 +242,14 @@ pub fn serve(
 ) -> Result<(GatewayHandle, GatewayEvents), ConfigError> {
     options.check()?;
     let local_addr = listener.local_addr().ok();
+    // READY always names where to resume (discord): this very listener, unless set.
+    let config = match local_addr {
+        Some(addr) => config.with_default_resume_url(|| {
+            let scheme = if options.has_tls() { "wss" } else { "ws" };
+            format!("{scheme}://{addr}/resume")
+        }),
+        None => config,
+    };
     let mut options = options;
     let replay = config
         .replay_bytes()

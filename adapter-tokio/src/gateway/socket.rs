@@ -83,7 +83,13 @@ pub(super) async fn run_socket<S>(
                             break;
                         }
                     }
-                    wire::Read::Close(_) | wire::Read::Nothing => {}
+                    wire::Read::Close(frame) => {
+                        let code = frame.map(|f| f.code);
+                        if to_driver.send(FromSocket::CloseFrame(conn, code)).is_err() {
+                            break;
+                        }
+                    }
+                    wire::Read::Nothing => {}
                 }
             }
             Step::Read(Some(Err(error))) => {

@@ -111,25 +111,33 @@ fn fast_config(seed: u64) -> Result<Config, String> {
 
 /// Starts a gateway on `addr` (retrying while a previous one's port is released) and a
 /// task that shows and tallies its events.
-async fn start_gateway(
-    addr: &str,
-    profile: ServerProfile,
-    timeline: Arc<Timeline>,
-    seen: Arc<Seen>,
-) -> Result<(GatewayHandle, SocketAddr), String> {
+/// Listens on `addr`, retrying briefly while a gateway just shut down still holds it.
+async fn bind(addr: &str) -> Result<TcpListener, String> {
     let deadline = Instant::now() + Duration::from_secs(3);
-    let listener = loop {
+    loop {
         match TcpListener::bind(addr).await {
-            Ok(listener) => break listener,
+            Ok(listener) => return Ok(listener),
             Err(e) if Instant::now() < deadline => {
                 let _ = e;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => return Err(format!("gateway cannot listen on {addr}: {e}")),
         }
-    };
+    }
+}
+
+/// Serves `listener`. Discord clients are told to resume through `proxy` (the demo's
+/// faults are in the path), not straight at the listener.
+async fn start_gateway(
+    listener: TcpListener,
+    profile: ServerProfile,
+    proxy: &str,
+    timeline: Arc<Timeline>,
+    seen: Arc<Seen>,
+) -> Result<(GatewayHandle, SocketAddr), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let config = GatewayConfig::builder(profile)
+        .resume_url(proxy.trim_end_matches('/'))
         .heartbeat_interval(HEARTBEAT)
         .handshake_timeout(Duration::from_secs(2))
         .resume_window(Duration::from_secs(30))
@@ -202,14 +210,17 @@ pub async fn run(seed: u64) -> Result<bool, String> {
     let started = Instant::now();
     let timeline = Arc::new(Timeline::new(false));
     let seen = Arc::new(Seen::default());
+    let listener = bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let proxy = Proxy::start(addr).await.map_err(|e| e.to_string())?;
     let (gateway, addr) = start_gateway(
-        "127.0.0.1:0",
+        listener,
         ServerProfile::Discord,
+        &proxy.url(),
         timeline.clone(),
         seen.clone(),
     )
     .await?;
-    let proxy = Proxy::start(addr).await.map_err(|e| e.to_string())?;
     let profile = Discord::builder(Identify::new(Token::new(TOKEN), 0))
         .build()
         .map_err(|e| e.to_string())?;
@@ -335,8 +346,9 @@ impl Demo {
         let (ready, _) = self.readies();
         let _ = self.gateway.shutdown().await;
         let (gateway, _) = start_gateway(
-            &self.addr.to_string(),
+            bind(&self.addr.to_string()).await?,
             ServerProfile::Discord,
+            &self.proxy.url(),
             self.timeline.clone(),
             self.seen.clone(),
         )
@@ -640,14 +652,17 @@ async fn watch_client(
 async fn requests_in_flight(demo: &mut Demo, seed: u64) -> Result<(), String> {
     demo.phase("requests in flight at a disconnect (openclaw profile, as a node)");
     let seen = Arc::new(Seen::default());
-    let (gateway, addr) = start_gateway(
-        "127.0.0.1:0",
+    let listener = bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let proxy = Proxy::start(addr).await.map_err(|e| e.to_string())?;
+    let (gateway, _) = start_gateway(
+        listener,
         ServerProfile::OpenClaw,
+        &proxy.url(),
         demo.timeline.clone(),
         seen,
     )
     .await?;
-    let proxy = Proxy::start(addr).await.map_err(|e| e.to_string())?;
     let identity = DeviceIdentity::generate().map_err(|e| e.to_string())?;
     let node = identity.id().to_owned();
     let profile = OpenClaw::builder(Role::Node, identity)

@@ -1,0 +1,347 @@
+//! The discord server side as real clients meet it, on a virtual clock: READY as Discord
+//! sends it, RESUMED as an object, a bot's shards as sessions side by side, the URL's
+//! version, encoding and compression, and a client's own 1000 or 1001 ending its session.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tether_core::{ConnId, Frame};
+use tether_gateway::registry::Presence;
+use tether_gateway::{
+    AcceptedPeer, Credentials, Gateway, GatewayCommand, GatewayConfig, GatewayEvent, PeerId,
+    Rejection, ServerProfile,
+};
+
+/// Tokens are `token-<peer>`; anything else is refused.
+fn auth(credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
+    credentials
+        .token
+        .and_then(|t| t.strip_prefix("token-"))
+        .map(PeerId::from)
+        .ok_or_else(|| Rejection::new("unknown token"))
+}
+
+#[derive(Debug, PartialEq)]
+enum Wire {
+    Json(Value),
+    /// Compressed bytes, as written.
+    Binary(Vec<u8>),
+    Close(u16),
+}
+
+struct Server {
+    gw: Gateway,
+    now: Instant,
+}
+
+impl Server {
+    fn new(builder: tether_gateway::GatewayConfigBuilder) -> Self {
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        Self {
+            gw: Gateway::new(builder.build().unwrap(), auth, 7),
+            now,
+        }
+    }
+
+    fn discord() -> Self {
+        Self::new(
+            GatewayConfig::builder(ServerProfile::Discord)
+                .resume_url("ws://gateway.test/resume")
+                .guilds([41_771_983_423_143_937, 41_771_983_423_143_938]),
+        )
+    }
+
+    fn accept(&mut self, query: &str) -> ConnId {
+        let peer = AcceptedPeer {
+            query: Some(query.to_owned()),
+            ..AcceptedPeer::default()
+        };
+        self.gw.accept_peer(self.now, peer)
+    }
+
+    fn send(&mut self, conn: ConnId, v: Value) {
+        self.gw
+            .handle_frame(conn, Frame::text(v.to_string()), self.now);
+    }
+
+    fn wire(&mut self) -> Vec<(ConnId, Wire)> {
+        std::iter::from_fn(|| self.gw.poll_command())
+            .filter_map(|c| match c {
+                GatewayCommand::Send {
+                    conn,
+                    frame: Frame::Text(t),
+                } => Some((conn, Wire::Json(serde_json::from_str(t.as_str()).unwrap()))),
+                GatewayCommand::Send {
+                    conn,
+                    frame: Frame::Binary(b),
+                } => Some((conn, Wire::Binary(b.to_vec()))),
+                GatewayCommand::Close { conn, frame } => Some((conn, Wire::Close(frame.code))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(&mut self) -> Vec<GatewayEvent> {
+        std::iter::from_fn(|| self.gw.poll_event()).collect()
+    }
+
+    /// Connects and identifies as `peer` with `extra` identify fields; READY's data.
+    fn identify(&mut self, peer: &str, extra: Value) -> (ConnId, Value) {
+        let conn = self.accept("v=10&encoding=json");
+        let mut d = json!({"token": format!("token-{peer}"), "intents": 0});
+        if let (Some(d), Some(extra)) = (d.as_object_mut(), extra.as_object()) {
+            d.extend(extra.clone());
+        }
+        self.send(conn, json!({"op": 2, "d": d}));
+        let ready = self
+            .wire()
+            .into_iter()
+            .find_map(|(c, w)| match w {
+                Wire::Json(v) if c == conn && v["t"] == "READY" => Some(v["d"].clone()),
+                _ => None,
+            })
+            .expect("READY");
+        (conn, ready)
+    }
+}
+
+#[test]
+fn ready_carries_what_discord_clients_read() {
+    let mut s = Server::discord();
+    let (_, ready) = s.identify("bot", json!({"shard": [1, 2]}));
+    assert_eq!(ready["v"], 10);
+    assert_eq!(ready["resume_gateway_url"], "ws://gateway.test/resume");
+    assert_eq!(
+        ready["shard"],
+        json!([1, 2]),
+        "the identify's shard, echoed"
+    );
+    let session = ready["session_id"].as_str().unwrap();
+    assert_eq!(session.len(), 32);
+    let user = &ready["user"];
+    let id = user["id"].as_str().unwrap();
+    assert!(id.parse::<u64>().unwrap() > 0, "a snowflake: {id}");
+    assert_eq!(user["username"], "bot");
+    assert_eq!(user["bot"], true);
+    assert_eq!(user["discriminator"], "0");
+    assert_eq!(user["mfa_enabled"], false);
+    assert_eq!(ready["application"], json!({"id": id, "flags": 0}));
+    assert_eq!(
+        ready["guilds"],
+        json!([
+            {"id": "41771983423143937", "unavailable": true},
+            {"id": "41771983423143938", "unavailable": true},
+        ])
+    );
+    // The same bot is the same user in every session.
+    let (_, again) = s.identify("bot", json!({}));
+    assert_eq!(again["user"]["id"], user["id"]);
+    assert!(again.get("shard").is_none(), "no shard asked, none echoed");
+}
+
+#[test]
+fn a_resume_is_answered_with_a_resumed_object() {
+    let mut s = Server::discord();
+    let (conn, ready) = s.identify("bot", json!({}));
+    let session = ready["session_id"].as_str().unwrap().to_owned();
+    s.gw.handle_close(conn, s.now);
+    let again = s.accept("v=10&encoding=json");
+    s.send(
+        again,
+        json!({"op": 6, "d": {"token": "token-bot", "session_id": session, "seq": 1}}),
+    );
+    let resumed = s
+        .wire()
+        .into_iter()
+        .find_map(|(_, w)| match w {
+            Wire::Json(v) if v["t"] == "RESUMED" => Some(v),
+            _ => None,
+        })
+        .expect("RESUMED");
+    assert_eq!(resumed["d"], json!({}), "an object, as Discord sends it");
+}
+
+#[test]
+fn two_shards_of_one_bot_are_two_sessions_side_by_side() {
+    let mut s = Server::discord();
+    let (first, _) = s.identify("bot", json!({"shard": [0, 2]}));
+    let (second, _) = s.identify("bot", json!({"shard": [1, 2]}));
+    let events = s.events();
+    let connected: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            GatewayEvent::Presence {
+                peer,
+                conn,
+                presence: Presence::Connected,
+            } => Some((peer.to_string(), *conn)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        connected,
+        [
+            ("bot/shard-0-of-2".to_owned(), first),
+            ("bot/shard-1-of-2".to_owned(), second)
+        ]
+    );
+    assert!(
+        !events.iter().any(|e| matches!(
+            e,
+            GatewayEvent::Presence {
+                presence: Presence::Replaced { .. },
+                ..
+            }
+        )),
+        "neither takes the other's session: {events:?}"
+    );
+    assert!(!s.wire().iter().any(|(_, w)| matches!(w, Wire::Close(_))));
+    // The same shard again is the same session key: it replaces.
+    let (third, _) = s.identify("bot", json!({"shard": [0, 2]}));
+    assert!(s.events().iter().any(|e| matches!(
+        e,
+        GatewayEvent::Presence { peer, conn, presence: Presence::Replaced { old } }
+            if &**peer == "bot/shard-0-of-2" && *conn == third && *old == first
+    )));
+}
+
+#[test]
+fn a_shard_outside_its_count_is_closed_4010() {
+    for shard in [json!([2, 2]), json!([0, 0]), json!("zero")] {
+        let mut s = Server::discord();
+        let conn = s.accept("v=10");
+        s.send(
+            conn,
+            json!({"op": 2, "d": {"token": "token-bot", "intents": 0, "shard": shard}}),
+        );
+        assert!(
+            s.wire().contains(&(conn, Wire::Close(4010))),
+            "shard {shard}"
+        );
+    }
+}
+
+#[test]
+fn the_url_chooses_version_and_encoding_before_any_hello() {
+    for (query, code) in [
+        ("v=6&encoding=json", 4012),
+        ("v=99", 4012),
+        ("v=10&encoding=etf", 1003),
+        ("v=10&encoding=bogus", 1003),
+        ("v=10&compress=gzip", 1003),
+    ] {
+        let mut s = Server::discord();
+        let conn = s.accept(query);
+        assert_eq!(s.wire(), [(conn, Wire::Close(code))], "{query}");
+    }
+    for query in ["v=10&encoding=json", "v=9", ""] {
+        let mut s = Server::discord();
+        let conn = s.accept(query);
+        let wire = s.wire();
+        assert!(
+            matches!(&wire[..], [(c, Wire::Json(hello))] if *c == conn && hello["op"] == 10),
+            "{query}: {wire:?}"
+        );
+    }
+}
+
+/// Every frame a compressed connection was written, decompressed in order.
+fn inflate_zlib(frames: &[Vec<u8>]) -> Vec<Value> {
+    let mut inflater = flate2::Decompress::new(true);
+    frames
+        .iter()
+        .map(|bytes| {
+            assert!(bytes.ends_with(&[0, 0, 0xff, 0xff]));
+            let mut out = Vec::with_capacity(1 << 20);
+            inflater
+                .decompress_vec(bytes, &mut out, flate2::FlushDecompress::Sync)
+                .unwrap();
+            serde_json::from_slice(&out).unwrap()
+        })
+        .collect()
+}
+
+fn binaries(wire: Vec<(ConnId, Wire)>) -> Vec<Vec<u8>> {
+    wire.into_iter()
+        .map(|(_, w)| match w {
+            Wire::Binary(b) => b,
+            other => panic!("compressed, not {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn zlib_stream_connections_get_one_compressed_stream() {
+    let mut s = Server::discord();
+    let conn = s.accept("v=10&encoding=json&compress=zlib-stream");
+    s.send(
+        conn,
+        json!({"op": 2, "d": {"token": "token-bot", "intents": 0}}),
+    );
+    s.send(conn, json!({"op": 1, "d": 1}));
+    let frames = inflate_zlib(&binaries(s.wire()));
+    let ops: Vec<_> = frames.iter().map(|f| f["op"].as_u64().unwrap()).collect();
+    assert_eq!(ops, [10, 0, 11], "hello, READY, ack: {frames:?}");
+    assert_eq!(frames[1]["t"], "READY");
+}
+
+#[test]
+fn zstd_stream_connections_get_one_compressed_stream() {
+    let mut s = Server::discord();
+    let conn = s.accept("v=10&encoding=json&compress=zstd-stream");
+    s.send(
+        conn,
+        json!({"op": 2, "d": {"token": "token-bot", "intents": 0}}),
+    );
+    let stream = binaries(s.wire()).concat();
+    let mut decoder = zstd::stream::read::Decoder::new(&stream[..]).unwrap();
+    let mut text = Vec::new();
+    let _ = decoder.read_to_end(&mut text);
+    let text = String::from_utf8(text).unwrap();
+    let hello_end = text.find("}}").unwrap() + 2;
+    let hello: Value = serde_json::from_str(&text[..hello_end]).unwrap();
+    let ready: Value = serde_json::from_str(&text[hello_end..]).unwrap();
+    assert_eq!(
+        (hello["op"].clone(), ready["t"].clone()),
+        (json!(10), json!("READY"))
+    );
+}
+
+#[test]
+fn a_client_closing_with_1000_or_1001_ends_its_session_any_other_close_keeps_it() {
+    for (code, resumable) in [
+        (Some(1000), false),
+        (Some(1001), false),
+        (Some(4000), true),
+        (None, true),
+    ] {
+        let mut s = Server::discord();
+        let (conn, ready) = s.identify("bot", json!({}));
+        let session = ready["session_id"].as_str().unwrap().to_owned();
+        if let Some(code) = code {
+            s.gw.handle_close_frame(conn, Some(code));
+        }
+        s.gw.handle_close(conn, s.now);
+        s.now += Duration::from_millis(10);
+        let again = s.accept("v=10");
+        s.send(
+            again,
+            json!({"op": 6, "d": {"token": "token-bot", "session_id": session, "seq": 1}}),
+        );
+        let wire = s.wire();
+        let resumed = wire
+            .iter()
+            .any(|(_, w)| matches!(w, Wire::Json(v) if v["t"] == "RESUMED"));
+        let refused = wire
+            .iter()
+            .any(|(_, w)| matches!(w, Wire::Json(v) if v["op"] == 9 && v["d"] == false));
+        assert_eq!(
+            (resumed, refused),
+            (resumable, !resumable),
+            "closed with {code:?}: {wire:?}"
+        );
+    }
+}
