@@ -308,4 +308,6 @@ pub struct GatewayStats {
     pub replay_bytes_peak: u64,
     /// Invokes sent to nodes and not yet ended, now.
     pub pending_invokes: u64,
+    /// Connections whose frames went compressed, as their URL asked (discord).
+    pub compressed: u64,
 }

@@ -217,8 +217,10 @@ impl Gateway {
             ServerProfile::Discord => match transport::read_query(peer.query.as_deref()) {
                 Ok(compression) => {
                     compressor = compression.map(transport::Compressor::new);
-                    if let Some(None) = compressor {
-                        refused = Some(CloseWhy::UnsupportedCompression);
+                    match compressor {
+                        Some(None) => refused = Some(CloseWhy::UnsupportedCompression),
+                        Some(Some(_)) => self.stats.compressed += 1,
+                        None => {}
                     }
                 }
                 Err(why) => refused = Some(why),
