@@ -48,10 +48,16 @@ pub(crate) enum Call<P: Protocol> {
         reply: oneshot::Sender<Result<(), CallError>>,
     },
     Shutdown {
+        /// Close as a client that means to resume, so the peer keeps the session.
+        keep_session: bool,
         reply: oneshot::Sender<Vec<(SendId, Frame)>>,
     },
     Snapshot {
         reply: oneshot::Sender<(Status, Stats)>,
+    },
+    /// Runs on the profile, in the driver: a session export, say.
+    Inspect {
+        look: Box<dyn FnOnce(&P) + Send>,
     },
 }
 
@@ -306,25 +312,34 @@ where
         for writer in self.writers.drain(..) {
             self.runtime.spawn_detached(writer.stop());
         }
-        self.refuse_remaining_calls();
+        // Calls that raced the stop first, then the shutdowns waiting for it.
+        while let Ok(call) = self.calls.try_recv().or_else(|_| self.control.try_recv()) {
+            self.after_stop(call);
+        }
         for waiter in self.shutdown_waiters.drain(..) {
             let _ = waiter.send(std::mem::take(&mut self.returned_at_shutdown));
         }
+        // The event stream ends; the handle is still answered (a session to export, the
+        // state, the counters) until the last one goes.
+        self.events.close();
+        loop {
+            let call = tokio::select! {
+                Some(call) = self.calls.recv() => call,
+                Some(call) = self.control.recv() => call,
+                else => break,
+            };
+            self.after_stop(call);
+            for waiter in self.shutdown_waiters.drain(..) {
+                let _ = waiter.send(std::mem::take(&mut self.returned_at_shutdown));
+            }
+        }
     }
 
-    /// Calls that raced the stop are answered, never dropped with what they carried: sends
-    /// come back in their error, fed frames in the shutdown's result.
-    fn refuse_remaining_calls(&mut self) {
-        self.calls.close();
-        self.control.close();
-        let mut remaining = Vec::new();
-        while let Ok(call) = self.calls.try_recv() {
-            remaining.push(call);
-        }
-        while let Ok(call) = self.control.try_recv() {
-            remaining.push(call);
-        }
-        for call in remaining {
+    /// A call after the stop is answered, never dropped with what it carried: a send comes
+    /// back in its error, a fed frame in the shutdown's result; reads of the profile and
+    /// the state are served.
+    fn after_stop(&mut self, call: Call<P>) {
+        {
             match call {
                 Call::Send { frame, reply, .. } => {
                     let _ = reply.send(Err(SendError {
@@ -351,7 +366,9 @@ where
                 Call::Answer { reply, .. } => {
                     let _ = reply.send(Err(tether_core::AnswerError::Stopped));
                 }
-                Call::Shutdown { reply } => self.shutdown_waiters.push(reply),
+                Call::Shutdown { reply, .. } => self.shutdown_waiters.push(reply),
+                // The profile outlives the stop: a session can be exported after it.
+                Call::Inspect { look } => look(self.client.profile()),
                 Call::Snapshot { reply } => {
                     let _ = reply.send((self.client.state(), self.client.stats()));
                 }
@@ -398,10 +415,18 @@ where
             Call::Probe { reply } => {
                 let _ = reply.send(self.client.probe(now));
             }
-            Call::Shutdown { reply } => {
-                self.client.shutdown(now);
+            Call::Shutdown {
+                keep_session,
+                reply,
+            } => {
+                if keep_session {
+                    self.client.suspend(now);
+                } else {
+                    self.client.shutdown(now);
+                }
                 self.shutdown_waiters.push(reply);
             }
+            Call::Inspect { look } => look(self.client.profile()),
             Call::Snapshot { reply } => {
                 let _ = reply.send((self.client.state(), self.client.stats()));
             }
@@ -520,7 +545,8 @@ where
     }
 
     fn open(&mut self, conn: ConnId, endpoint: &tether_core::Endpoint) {
-        let request = self.target.request(endpoint).map_err(|e| {
+        let defaults = self.client.profile().query_defaults();
+        let request = self.target.request(endpoint, defaults).map_err(|e| {
             let mut error = crate::wire::open_failed(&e);
             // Only a URL the profile took from the peer can fail here (the application's
             // was checked at connect): the peer's mistake must not stop the client, so it

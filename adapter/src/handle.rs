@@ -167,11 +167,57 @@ impl<P: Protocol> Handle<P> {
     /// Shuts the session down gracefully; resolves once it has stopped, with the frames
     /// that were never sent. Calling it again (or after the stop) resolves with nothing.
     pub async fn shutdown(&self) -> Vec<(SendId, Frame)> {
+        self.stop(false).await
+    }
+
+    /// [`shutdown`](Self::shutdown), closing as a client that means to resume (Discord:
+    /// 4000, not 1000): the peer keeps the session, for this process after a restart or for
+    /// another one. The recipe, for a bot that restarts:
+    ///
+    /// ```ignore
+    /// // Before exiting: stop, keeping the session, then export it.
+    /// handle.suspend().await;
+    /// let saved = handle.profile(Discord::session).await?;   // Option<DiscordSession>
+    /// std::fs::write("session.json", serde_json::to_vec(&saved)?)?;
+    /// // After the restart: import it; the first connect resumes, and what was dispatched
+    /// // meanwhile is replayed (within the server's resume window).
+    /// let saved: Option<DiscordSession> = serde_json::from_slice(&std::fs::read("session.json")?)?;
+    /// let mut profile = Discord::builder(identify);
+    /// if let Some(session) = saved { profile = profile.session(session); }
+    /// let (handle, events) = tether_tokio::connect(url, config, profile.build()?)?;
+    /// ```
+    pub async fn suspend(&self) -> Vec<(SendId, Frame)> {
+        self.stop(true).await
+    }
+
+    async fn stop(&self, keep_session: bool) -> Vec<(SendId, Frame)> {
         let (reply, answer) = oneshot::channel();
-        if self.control.send(Call::Shutdown { reply }).await.is_err() {
+        let call = Call::Shutdown {
+            keep_session,
+            reply,
+        };
+        if self.control.send(call).await.is_err() {
             return Vec::new();
         }
         answer.await.unwrap_or_default()
+    }
+
+    /// Runs `look` on the profile and gives back what it returns: a session to export
+    /// (`handle.profile(Discord::session)`), the last sequence seen. Served after the stop
+    /// too, for as long as a handle lives.
+    pub async fn profile<T: Send + 'static>(
+        &self,
+        look: impl FnOnce(&P) -> T + Send + 'static,
+    ) -> Result<T, CallError> {
+        let (reply, answer) = oneshot::channel();
+        let look = Box::new(move |profile: &P| {
+            let _ = reply.send(look(profile));
+        });
+        self.control
+            .send(Call::Inspect { look })
+            .await
+            .map_err(|_| GONE)?;
+        answer.await.map_err(|_| GONE)
     }
 
     /// Where the machine is, and why.
@@ -201,6 +247,11 @@ pub(crate) struct EventSender<M, R> {
 }
 
 impl<M, R> EventSender<M, R> {
+    /// Ends the stream once the application has taken what was handed over.
+    pub(crate) fn close(&self) {
+        self.handoff.close_producer();
+    }
+
     /// Hands `batch` over (leaving it empty); false if the application dropped the stream.
     pub(crate) fn send(&self, batch: &mut Vec<Event<M, R>>) -> bool {
         self.handoff.send(batch)

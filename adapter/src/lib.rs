@@ -35,6 +35,7 @@ pub use options::{Options, OptionsBuilder, OptionsError, StartGate};
 #[cfg(not(feature = "rustls"))]
 pub use socket::NoTls;
 pub use socket::Tls;
+pub use target::USER_AGENT;
 #[cfg(feature = "rustls")]
 pub use tls::client_config;
 pub use tungstenite::client::IntoClientRequest;

@@ -533,3 +533,96 @@ async fn a_full_replay_on_resume_is_not_mistaken_for_a_slow_client() {
     assert_eq!(gateway.stats().await.unwrap().too_slow, 0);
     client.shutdown().await;
 }
+
+/// A bot that restarts keeps its session: it suspends (closing 4000, so the gateway keeps
+/// the session), exports the session through its handle, and the next process imports it:
+/// its first connect resumes, and what was dispatched between the two is replayed in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_restarting_resumes_with_its_exported_session() {
+    let config = GatewayConfig::builder(ServerProfile::Discord)
+        .heartbeat_interval(Duration::from_millis(500))
+        .resume_window(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (gateway, mut events, url) = gateway(config, GatewayOptions::default()).await;
+    let mut log = Vec::new();
+    let (first, mut first_events) = discord_client(&url);
+    let ready = |e: &Event<tether_core::Dispatch, std::convert::Infallible>| {
+        matches!(e, Event::Ready { .. })
+    };
+    tokio::time::timeout(LIMIT, async {
+        while let Some(e) = first_events.next().await {
+            if ready(&e) {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    dispatch_numbers(&gateway, 0..2).await;
+    // The two dispatches are in before the suspend: the export counts them.
+    tokio::time::timeout(LIMIT, async {
+        let mut n = 0;
+        while n < 2 {
+            if let Some(Event::Message { .. }) = first_events.next().await {
+                n += 1;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(first.suspend().await.is_empty());
+    let saved = first
+        .profile(Discord::session)
+        .await
+        .unwrap()
+        .expect("a session");
+    assert_eq!(saved.sequence, Some(3), "READY and two dispatches");
+    // The gateway kept the session: it waits to be resumed.
+    until(&mut events, &mut log, |e| {
+        matches!(
+            e,
+            GatewayEvent::Presence {
+                presence: Presence::Disconnected,
+                ..
+            }
+        )
+    })
+    .await;
+    let held = dispatch_numbers(&gateway, 2..4).await;
+    assert!(held.iter().all(|d| d.conn.is_none()), "held for replay");
+    // As it travels across a restart: through JSON.
+    let saved: tether_core::DiscordSession =
+        serde_json::from_str(&serde_json::to_string(&saved).unwrap()).unwrap();
+    let profile = Discord::builder(Identify::new(Token::new("token-bot"), 0))
+        .session(saved)
+        .build()
+        .unwrap();
+    let (second, mut second_events) =
+        tether_tokio::connect(url.as_str(), fast().build().unwrap(), profile).unwrap();
+    let mut seen = Vec::new();
+    let resumed = tokio::time::timeout(LIMIT, async {
+        loop {
+            match second_events.next().await.unwrap() {
+                Event::Message { message, .. } if message.name.as_str() == "N" => {
+                    seen.push(message.data.as_str().parse::<u32>().unwrap());
+                }
+                Event::Ready { resumed, .. } => return resumed,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(resumed, "the first connect resumed");
+    assert_eq!(
+        seen,
+        [2, 3],
+        "what was dispatched meanwhile, replayed in order"
+    );
+    until(&mut events, &mut log, |e| {
+        matches!(e, GatewayEvent::Resumed { replayed: 2, .. })
+    })
+    .await;
+    let _ = second.shutdown().await;
+}

@@ -1,5 +1,6 @@
 //! The application's calls on the client machine.
 
+use crate::protocol::CloseIntent;
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
@@ -72,13 +73,25 @@ impl<P: Protocol> Client<P> {
     /// `Open` follows. The [`Event::Stopped`](crate::Event::Stopped) comes once the socket
     /// is gone. Calling it again changes nothing.
     pub fn shutdown(&mut self, now: Instant) {
+        self.stop_with(CloseIntent::Shutdown, now);
+    }
+
+    /// [`shutdown`](Self::shutdown), closing the socket as a client that means to resume
+    /// (Discord: 4000, not 1000), so the peer keeps the session for another process to
+    /// resume: export it first (`Discord::session`), import it there
+    /// (`DiscordBuilder::session`). What a shutdown hands back, this hands back too.
+    pub fn suspend(&mut self, now: Instant) {
+        self.stop_with(CloseIntent::Reconnect(ReconnectMode::Resume), now);
+    }
+
+    fn stop_with(&mut self, intent: CloseIntent, now: Instant) {
         let now = self.advance(now);
         if self.shutdown_requested {
             return;
         }
         self.shutdown_requested = true;
         self.hand_back_everything();
-        self.step(Trigger::Shutdown, now);
+        self.step(Trigger::Shutdown(intent), now);
     }
 
     /// Sends an application frame (text or binary). When the session is ready, nothing

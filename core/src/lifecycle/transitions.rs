@@ -19,7 +19,9 @@ use crate::timer::{DeadlineTable, Timer, after};
 pub(super) enum Trigger {
     Connect,
     Reconnect(ReconnectMode),
-    Shutdown,
+    /// The application ends the session; its close says whether the peer may keep it for a
+    /// resume by another process (`Reconnect(Resume)`) or not (`Shutdown`).
+    Shutdown(CloseIntent),
     Opened,
     OpenFailed(OpenError),
     Closed(CloseCause),
@@ -80,7 +82,7 @@ impl<P: Protocol> Client<P> {
 
             (V::Idle, T::Connect) => self.start_streak(Reason::UserConnect, now),
             (V::Idle, T::Reconnect(mode)) => self.start_streak(Reason::UserReconnect(mode), now),
-            (V::Idle, T::Shutdown) => self.stop(StopReason::Shutdown, Reason::UserShutdown),
+            (V::Idle, T::Shutdown(_)) => self.stop(StopReason::Shutdown, Reason::UserShutdown),
 
             // F1: the newer connect wins; the pending socket is aborted and, should it open
             // anyway, aborted again and never used.
@@ -91,7 +93,7 @@ impl<P: Protocol> Client<P> {
             // F10: nothing is written yet, so a pending open already serves any reconnect
             // (a fresh one cleared the resume state before reaching here).
             (V::Connecting(_), T::Reconnect(_)) => {}
-            (V::Connecting(conn), T::Shutdown) => self.leave(
+            (V::Connecting(conn), T::Shutdown(_)) => self.leave(
                 conn,
                 Exit::Abort,
                 Then::Stop(StopReason::Shutdown),
@@ -194,7 +196,7 @@ impl<P: Protocol> Client<P> {
                 V::Draining {
                     reconnecting: true, ..
                 },
-                T::Shutdown,
+                T::Shutdown(_),
             ) => {
                 if let State::Draining { then, .. } = &mut self.state {
                     *then = Then::Stop(StopReason::Shutdown);
@@ -207,7 +209,7 @@ impl<P: Protocol> Client<P> {
             (V::Backoff, T::Reconnect(mode)) => {
                 self.start_streak(Reason::UserReconnect(mode), now);
             }
-            (V::Backoff, T::Shutdown) => self.stop(StopReason::Shutdown, Reason::UserShutdown),
+            (V::Backoff, T::Shutdown(_)) => self.stop(StopReason::Shutdown, Reason::UserShutdown),
 
             // A connect while connected or draining, a second hello or ready, a deadline of
             // another phase (cleared on every transition, so it cannot occur): no effect.
@@ -226,9 +228,9 @@ impl<P: Protocol> Client<P> {
                 Reason::UserReconnect(mode),
                 now,
             ),
-            T::Shutdown => self.leave(
+            T::Shutdown(intent) => self.leave(
                 conn,
-                Exit::Close(CloseIntent::Shutdown),
+                Exit::Close(intent),
                 Then::Stop(StopReason::Shutdown),
                 Reason::UserShutdown,
                 now,

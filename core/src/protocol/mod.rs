@@ -85,6 +85,13 @@ pub trait Protocol {
         Endpoint::Primary
     }
 
+    /// Query parameters every URL of this protocol carries, each added only where the URL
+    /// does not set it (Discord: `v=10`, `encoding=json`). The application's own query is
+    /// kept as given, on the primary URL and on every URL the profile chooses.
+    fn query_defaults(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
     /// A new socket opened: reset per-connection state and say how the handshake starts.
     fn on_open(&mut self) -> OnOpen;
 

@@ -176,7 +176,6 @@ pub struct Discord {
     resume_failures: u32,
     resuming: bool,
     rate_limit: RateLimit,
-    query: String,
     pending_error: Option<ProtocolError>,
     heartbeat_bounds: (Duration, Duration),
 }
@@ -211,7 +210,6 @@ impl Discord {
                     per: Duration::from_secs(60),
                     reserved: 5,
                 },
-                query: "v=10&encoding=json".to_owned(),
                 pending_error: None,
                 heartbeat_bounds: (Duration::from_millis(10), Duration::from_secs(600)),
             },
@@ -426,22 +424,20 @@ impl Protocol for Discord {
     type Response = Never;
     type Answer = std::convert::Infallible;
 
+    /// The resume URL READY gave, as given: the adapter adds the application's own query
+    /// to it, and `v` and `encoding` where missing ([`query_defaults`](Self::query_defaults)).
     fn endpoint(&self) -> Endpoint {
         match &self.session {
             Some(Session {
                 resume_url: Some(url),
                 ..
-            }) => {
-                let separator = if url.contains('?') { '&' } else { '?' };
-                let slash = if url.ends_with('/') || url.contains('?') {
-                    ""
-                } else {
-                    "/"
-                };
-                Endpoint::Url(format!("{url}{slash}{separator}{}", self.query))
-            }
+            }) => Endpoint::Url(url.clone()),
             _ => Endpoint::Primary,
         }
+    }
+
+    fn query_defaults(&self) -> &'static [(&'static str, &'static str)] {
+        &[("v", "10"), ("encoding", "json")]
     }
 
     fn on_open(&mut self) -> OnOpen {
