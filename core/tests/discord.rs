@@ -959,3 +959,89 @@ fn k08_ready_is_only_taken_once_the_handshake_was_sent() {
         "the connection is replaced: {out:?}"
     );
 }
+
+/// Compressed frames as a gateway writes them on one connection (zlib-stream).
+fn zlib_frames(frames: &[Frame]) -> Vec<Frame> {
+    let mut z = flate2::Compress::new(flate2::Compression::default(), true);
+    frames
+        .iter()
+        .map(|frame| {
+            let Frame::Text(text) = frame else {
+                panic!("text")
+            };
+            let mut out = Vec::with_capacity(text.len() + 1024);
+            z.compress_vec(
+                text.as_str().as_bytes(),
+                &mut out,
+                flate2::FlushCompress::Sync,
+            )
+            .unwrap();
+            Frame::Binary(out.into())
+        })
+        .collect()
+}
+
+/// d17: transport compression: the URL asks for it; each connection inflates with a
+/// context of its own, fresh on the next socket; a corrupt stream is a protocol error
+/// that ends the connection (counted), and the session resumes on a new one.
+#[test]
+fn d17_zlib_stream_inflates_per_connection_and_a_corrupt_stream_reconnects() {
+    let profile = Discord::builder(identify())
+        .compression(tether_core::protocol::discord::Compression::ZlibStream)
+        .build()
+        .unwrap();
+    assert_eq!(
+        tether_core::Protocol::query_defaults(&profile),
+        [
+            ("v", "10"),
+            ("encoding", "json"),
+            ("compress", "zlib-stream")
+        ]
+    );
+    let mut sim = sim_with(test_config().build().unwrap(), profile);
+    sim.connect().unwrap();
+    sim.opened(1);
+    for frame in zlib_frames(&[hello(45_000), ready_frame(1)]) {
+        sim.frame(1, frame);
+    }
+    let out = sim.take();
+    assert_eq!(sent(&out)[0]["op"], 2, "identified after an inflated hello");
+    assert!(out.contains(&ev(E::Ready {
+        conn: c(1),
+        resumed: false
+    })));
+    // Garbage in the stream: the connection cannot go on.
+    sim.frame(1, Frame::Binary(vec![9, 9, 9, 9, 0, 0, 0xff, 0xff].into()));
+    let out = sim.take();
+    let errors: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            support::Out::Ev(E::ProtocolError { error, .. }) => Some(error.reason.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors.len(), 1, "{out:?}");
+    assert!(errors[0].contains("corrupt zlib"), "{errors:?}");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, support::Out::Ev(E::Disconnected { conn, .. }) if *conn == c(1))),
+        "{out:?}"
+    );
+    sim.closed(1, CloseCause::Aborted);
+    sim.elapse(secs(5));
+    let out = sim.take();
+    assert_eq!(opens(&out), [Endpoint::Url("wss://resume.example".into())]);
+    // The new socket's stream starts afresh: a new context reads it from its header.
+    sim.opened(2);
+    let resumed = dispatch(2, "RESUMED", json!({}));
+    for frame in zlib_frames(&[hello(45_000), resumed]) {
+        sim.frame(2, frame);
+    }
+    let out = sim.take();
+    assert_eq!(sent(&out)[0]["op"], 6, "resumed");
+    assert!(out.contains(&ev(E::Ready {
+        conn: c(2),
+        resumed: true
+    })));
+    assert_eq!(sim.client.stats().protocol_errors, 1);
+}

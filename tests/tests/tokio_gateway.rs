@@ -626,3 +626,55 @@ async fn a_bot_restarting_resumes_with_its_exported_session() {
     .await;
     let _ = second.shutdown().await;
 }
+
+/// tether's discord client with transport compression against tether's gateway, both
+/// kinds: the gateway compresses what it writes on that connection, the client inflates
+/// it, and every dispatch arrives in order with no protocol error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_sessions_carry_every_dispatch_both_kinds() {
+    use tether_core::protocol::discord::Compression;
+    for compression in [Compression::ZlibStream, Compression::ZstdStream] {
+        let config = GatewayConfig::builder(ServerProfile::Discord)
+            .heartbeat_interval(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let (gateway, _events, url) = gateway(config, GatewayOptions::default()).await;
+        let profile = Discord::builder(Identify::new(Token::new("token-bot"), 0))
+            .compression(compression)
+            .build()
+            .unwrap();
+        let (client, mut events) =
+            tether_tokio::connect(url.as_str(), fast().build().unwrap(), profile).unwrap();
+        let mut seen = Vec::new();
+        tokio::time::timeout(LIMIT, async {
+            loop {
+                match events.next().await.unwrap() {
+                    Event::Ready { .. } => break,
+                    Event::ProtocolError { error, .. } => panic!("{compression:?}: {error:?}"),
+                    _ => {}
+                }
+            }
+            dispatch_numbers(&gateway, 0..50).await;
+            while seen.len() < 50 {
+                match events.next().await.unwrap() {
+                    Event::Message { message, .. } if message.name.as_str() == "N" => {
+                        seen.push(message.data.as_str().parse::<u32>().unwrap());
+                    }
+                    Event::ProtocolError { error, .. } => panic!("{compression:?}: {error:?}"),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("every dispatch arrives");
+        assert_eq!(seen, (0..50).collect::<Vec<_>>(), "{compression:?}");
+        let stats = gateway.stats().await.unwrap();
+        assert_eq!(
+            stats.compressed, 1,
+            "{compression:?}: the gateway compressed"
+        );
+        assert_eq!(client.stats().await.unwrap().protocol_errors, 0);
+        let _ = client.shutdown().await;
+        let _ = gateway.shutdown().await;
+    }
+}

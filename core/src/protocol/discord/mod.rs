@@ -4,7 +4,11 @@
 //! with the frame's buffer, for the application to deserialize as it likes. The frames
 //! themselves, both ways, are in [`wire`].
 
+mod compression;
 pub mod wire;
+
+pub use compression::Compression;
+use compression::Inflater;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -178,7 +182,29 @@ pub struct Discord {
     rate_limit: RateLimit,
     pending_error: Option<ProtocolError>,
     heartbeat_bounds: (Duration, Duration),
+    compression: Option<Compression>,
+    max_inflated: usize,
+    /// The current connection's inflating context: made when its socket opens, dropped
+    /// with it.
+    inflater: ConnInflater,
 }
+
+/// A connection's inflating context. A clone of the profile has no connection, so none.
+#[derive(Debug, Default)]
+struct ConnInflater(Option<Inflater>);
+
+impl Clone for ConnInflater {
+    fn clone(&self) -> Self {
+        Self(None)
+    }
+}
+
+/// The most bytes a compressed message may inflate to, by default: Discord's largest
+/// payloads (a big guild's GUILD_CREATE) run to a few MiB.
+pub const DEFAULT_MAX_INFLATED: usize = 16 << 20;
+
+/// The largest bound [`DiscordBuilder::max_inflated`] accepts.
+pub const MAX_INFLATED_LIMIT: usize = 256 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Session {
@@ -212,6 +238,9 @@ impl Discord {
                 },
                 pending_error: None,
                 heartbeat_bounds: (Duration::from_millis(10), Duration::from_secs(600)),
+                compression: None,
+                max_inflated: DEFAULT_MAX_INFLATED,
+                inflater: ConnInflater::default(),
             },
         }
     }
@@ -374,9 +403,30 @@ impl DiscordBuilder {
         self
     }
 
+    /// Transport compression: the URL asks for it (`compress=zlib-stream` or
+    /// `zstd-stream`), and each connection inflates what it reads with a context of its
+    /// own. Off by default.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.profile.compression = Some(compression);
+        self
+    }
+
+    /// The most bytes a compressed message may inflate to (16 MiB by default, at most
+    /// 256 MiB); a larger one is a protocol error that ends its connection.
+    pub fn max_inflated(mut self, bytes: usize) -> Self {
+        self.profile.max_inflated = bytes;
+        self
+    }
+
     /// Checks the settings.
     pub fn build(self) -> Result<Discord, ConfigError> {
         let p = &self.profile;
+        if p.max_inflated == 0 {
+            return Err(ConfigError::Zero {
+                field: "max_inflated",
+            });
+        }
+        ConfigError::check_at_most(&[("max_inflated", p.max_inflated, MAX_INFLATED_LIMIT)])?;
         let (min, max) = p.heartbeat_bounds;
         if min.is_zero() {
             return Err(ConfigError::Zero {
@@ -437,12 +487,32 @@ impl Protocol for Discord {
     }
 
     fn query_defaults(&self) -> &'static [(&'static str, &'static str)] {
-        &[("v", "10"), ("encoding", "json")]
+        match self.compression {
+            None => &[("v", "10"), ("encoding", "json")],
+            Some(Compression::ZlibStream) => &[
+                ("v", "10"),
+                ("encoding", "json"),
+                ("compress", "zlib-stream"),
+            ],
+            Some(Compression::ZstdStream) => &[
+                ("v", "10"),
+                ("encoding", "json"),
+                ("compress", "zstd-stream"),
+            ],
+        }
     }
 
     fn on_open(&mut self) -> OnOpen {
         self.interval = None;
         self.resuming = false;
+        // The last connection's context goes with it; this one's starts empty.
+        self.inflater = ConnInflater(None);
+        if let Some(compression) = self.compression {
+            match Inflater::new(compression, self.max_inflated) {
+                Ok(inflater) => self.inflater = ConnInflater(Some(inflater)),
+                Err(e) => self.pending_error = Some(ProtocolError::new(e.to_string())),
+            }
+        }
         OnOpen::AwaitHello
     }
 
@@ -463,8 +533,27 @@ impl Protocol for Discord {
     }
 
     fn on_frame(&mut self, frame: Frame) -> Inbound<Dispatch, Never> {
-        let Frame::Text(text) = frame else {
-            return error("binary frame: compressed and ETF payloads are not supported");
+        let text = match frame {
+            Frame::Text(text) => text,
+            Frame::Binary(bytes) => match self.inflater.0.as_mut() {
+                Some(inflater) => match inflater.push(&bytes) {
+                    Ok(Some(text)) => Utf8Bytes::from(text),
+                    // A zlib message goes on in the next frame.
+                    Ok(None) => return Inbound::Ignored,
+                    // The stream is out of step: nothing more can be read on this socket.
+                    Err(e) => {
+                        return Inbound::Error(ProtocolError::fatal(format!(
+                            "transport compression: {e}"
+                        )));
+                    }
+                },
+                None => {
+                    return error(
+                        "binary frame: compression was not asked for, and ETF is not spoken",
+                    );
+                }
+            },
+            _ => return Inbound::Ignored,
         };
         let frame = match wire::read_server(text.as_str()) {
             Ok(frame) => frame,
