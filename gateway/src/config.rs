@@ -45,11 +45,40 @@ pub struct GatewayConfig {
     pub(crate) max_invokes: usize,
     pub(crate) resume_url: Option<String>,
     pub(crate) guilds: Vec<u64>,
+    pub(crate) identify_limit: Option<IdentifyLimit>,
     pub(crate) max_message_before_ready: usize,
     pub(crate) max_message: usize,
     pub(crate) max_token: usize,
     pub(crate) replay_bytes: usize,
     pub(crate) replay_bytes_total: usize,
+}
+
+/// How many sessions a bot may start, as Discord limits them (discord): each of
+/// `max_concurrency` buckets (shard id modulo it) starts one session per `spacing`, and at
+/// most `per_window` sessions start per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentifyLimit {
+    /// Buckets of shards that may identify at the same time.
+    pub max_concurrency: u16,
+    /// The time between two identifies of one bucket (Discord: 5 s).
+    pub spacing: Duration,
+    /// Sessions a bot may start per window (Discord: 1000).
+    pub per_window: u32,
+    /// The window (Discord: 24 h).
+    pub window: Duration,
+}
+
+impl IdentifyLimit {
+    /// Discord's own: `max_concurrency` buckets, one identify each per 5 s, 1000 sessions
+    /// a day.
+    pub fn discord(max_concurrency: u16) -> Self {
+        Self {
+            max_concurrency,
+            spacing: Duration::from_secs(5),
+            per_window: 1000,
+            window: Duration::from_secs(24 * 60 * 60),
+        }
+    }
 }
 
 /// The largest message size any setting may name: 64 MiB.
@@ -90,6 +119,7 @@ impl GatewayConfig {
                 max_invokes: 10_000,
                 resume_url: None,
                 guilds: Vec::new(),
+                identify_limit: None,
                 max_message_before_ready: 8 << 10,
                 max_message: 1 << 20,
                 max_token: 2 << 10,
@@ -230,6 +260,14 @@ impl GatewayConfigBuilder {
         self
     }
 
+    /// Limits how fast a bot starts sessions, as Discord does (discord; none by default):
+    /// an identify too soon for its bucket gets an invalid session (op 9, not resumable),
+    /// and one past the window's budget is closed 4004.
+    pub fn identify_limit(mut self, limit: IdentifyLimit) -> Self {
+        self.config.identify_limit = Some(limit);
+        self
+    }
+
     /// The guilds READY lists, as unavailable stubs (`{"id", "unavailable": true}`), as
     /// Discord lists a bot's guilds before their GUILD_CREATE (discord; none by default).
     pub fn guilds(mut self, ids: impl IntoIterator<Item = u64>) -> Self {
@@ -305,6 +343,20 @@ impl GatewayConfigBuilder {
             // READY lists each: 10,000 stubs are some 400 KiB, one frame.
             ("guilds", c.guilds.len(), 10_000),
         ])?;
+        if let Some(limit) = c.identify_limit {
+            let zero = [
+                ("identify_limit.max_concurrency", limit.max_concurrency == 0),
+                ("identify_limit.per_window", limit.per_window == 0),
+                ("identify_limit.window", limit.window.is_zero()),
+            ];
+            if let Some((field, _)) = zero.iter().find(|(_, is_zero)| *is_zero) {
+                return Err(ConfigError::Zero { field });
+            }
+            tether_core::check_delays(&[
+                ("identify_limit.spacing", limit.spacing),
+                ("identify_limit.window", limit.window),
+            ])?;
+        }
         tether_core::check_delays(&[
             ("handshake_timeout", c.handshake_timeout),
             ("resume_window", c.resume_window),

@@ -40,7 +40,22 @@ impl Gateway {
                     return self.close(conn, CloseWhy::InvalidShard);
                 };
                 match self.authenticate(&credentials) {
-                    Ok(peer) => self.identified(conn, peer, shard, now),
+                    Ok(peer) => match self.may_start(&peer, shard, now) {
+                        Ok(()) => self.identified(conn, peer, shard, now),
+                        Err(Limited::TooSoon) => {
+                            // As Discord: an invalid session; the client waits and identifies again.
+                            self.stats.identifies_limited += 1;
+                            self.write(conn, wire::invalid_session(false));
+                            self.restart_handshake_clock(
+                                conn,
+                                tether_core::after(now, INVALID_SESSION_WAIT),
+                            );
+                        }
+                        Err(Limited::Exhausted) => {
+                            self.stats.identifies_limited += 1;
+                            self.close(conn, CloseWhy::SessionStartLimit);
+                        }
+                    },
                     Err(_) => self.rejected(conn),
                 }
             }
@@ -79,6 +94,21 @@ impl Gateway {
                 self.close(conn, CloseWhy::UnknownOpcode);
             }
         }
+    }
+
+    /// Whether `owner` may start a session for `shard` now, under the identify limit; a
+    /// start is counted when it may.
+    fn may_start(
+        &mut self,
+        owner: &PeerId,
+        shard: Option<[u32; 2]>,
+        now: Instant,
+    ) -> Result<(), Limited> {
+        let Some(limit) = self.config.identify_limit else {
+            return Ok(());
+        };
+        let id = shard.map_or(0, |[id, _]| id);
+        self.starts.admit(owner, id, limit, now)
     }
 
     /// A fresh session for `owner`'s shard: kept under the owner and the shard (the peer
@@ -229,4 +259,52 @@ fn snowflake(name: &str) -> u64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(digest.as_ref().get(..8).unwrap_or(&[1; 8]));
     (u64::from_be_bytes(bytes) >> 1).max(1)
+}
+
+/// Why a session may not start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Limited {
+    /// Its bucket identified less than the spacing ago.
+    TooSoon,
+    /// The window's budget is spent.
+    Exhausted,
+}
+
+/// Session starts per bot: when each bucket last identified, and the starts of the current
+/// window. Kept only for bots that identified within the last spacing or window: an entry
+/// older than both is forgotten when the bot comes again, so the table holds one entry per
+/// bot and bucket seen within a window.
+#[derive(Debug, Default)]
+pub(super) struct Starts {
+    buckets: std::collections::HashMap<(PeerId, u32), Instant>,
+    windows: std::collections::HashMap<PeerId, (Instant, u32)>,
+}
+
+impl Starts {
+    fn admit(
+        &mut self,
+        owner: &PeerId,
+        shard: u32,
+        limit: crate::IdentifyLimit,
+        now: Instant,
+    ) -> Result<(), Limited> {
+        let bucket = shard % u32::from(limit.max_concurrency.max(1));
+        if let Some(last) = self.buckets.get(&(owner.clone(), bucket)) {
+            if now < tether_core::after(*last, limit.spacing) {
+                return Err(Limited::TooSoon);
+            }
+        }
+        self.windows
+            .retain(|_, (start, _)| now < tether_core::after(*start, limit.window));
+        let window = self.windows.entry(owner.clone()).or_insert((now, 0));
+        if window.1 >= limit.per_window {
+            return Err(Limited::Exhausted);
+        }
+        window.1 += 1;
+        // Buckets whose spacing has passed say nothing more: forgotten as they go by.
+        self.buckets
+            .retain(|_, last| now < tether_core::after(*last, limit.spacing));
+        self.buckets.insert((owner.clone(), bucket), now);
+        Ok(())
+    }
 }

@@ -75,6 +75,9 @@ pub enum CloseWhy {
     OverBudget,
     /// An identify's `shard` is not `[id, count]` with `id` below `count` (discord 4010).
     InvalidShard,
+    /// The bot started more sessions than its window allows (discord 4004, as Discord ends
+    /// a bot past its session start limit).
+    SessionStartLimit,
     /// The URL asks for a gateway version not served (discord: `v` other than 9 or 10,
     /// 4012).
     InvalidApiVersion,
@@ -134,6 +137,9 @@ impl CloseWhy {
             Self::Violation(Violation::TooBig) => CloseFrame::new(1009, "message too big"),
             Self::OverBudget => CloseFrame::new(1013, "try again later: server memory budget"),
             Self::InvalidShard => CloseFrame::new(4010, "invalid shard"),
+            Self::SessionStartLimit => {
+                CloseFrame::new(4004, "authentication failed: session start limit reached")
+            }
             Self::InvalidApiVersion => CloseFrame::new(4012, "invalid API version"),
             Self::UnsupportedEncoding => {
                 CloseFrame::new(1003, "unsupported encoding: only json is spoken")
@@ -310,4 +316,7 @@ pub struct GatewayStats {
     pub pending_invokes: u64,
     /// Connections whose frames went compressed, as their URL asked (discord).
     pub compressed: u64,
+    /// Identifies refused for coming too soon for their bucket, or past the window's
+    /// budget (discord, under an identify limit).
+    pub identifies_limited: u64,
 }

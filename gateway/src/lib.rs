@@ -32,8 +32,8 @@ use serde_json::value::RawValue;
 
 pub use auth::{Answer, Authenticator, Credentials, PeerId, Rejection};
 pub use config::{
-    AutoApprove, GatewayConfig, GatewayConfigBuilder, MAX_MESSAGE_LIMIT, MAX_REPLAY_BUDGET,
-    ServerProfile,
+    AutoApprove, GatewayConfig, GatewayConfigBuilder, IdentifyLimit, MAX_MESSAGE_LIMIT,
+    MAX_REPLAY_BUDGET, ServerProfile,
 };
 pub use devices::{DeviceProofError, PairingRequest};
 
@@ -101,6 +101,9 @@ pub struct Gateway {
     events: VecDeque<GatewayEvent>,
     stats: GatewayStats,
     rng: fastrand::Rng,
+    /// Discord: when each bot's buckets last identified, and its sessions started in the
+    /// current window (only under an [`IdentifyLimit`]).
+    starts: discord::Starts,
     epoch: Option<Instant>,
 }
 
@@ -154,6 +157,7 @@ impl Gateway {
             events: VecDeque::new(),
             stats: GatewayStats::default(),
             rng: fastrand::Rng::with_seed(seed),
+            starts: discord::Starts::default(),
             epoch: None,
         }
     }

@@ -345,3 +345,69 @@ fn a_client_closing_with_1000_or_1001_ends_its_session_any_other_close_keeps_it(
         );
     }
 }
+
+#[test]
+fn identifies_are_limited_per_bucket_and_per_window_as_discord_does() {
+    let limit = tether_gateway::IdentifyLimit {
+        max_concurrency: 2,
+        spacing: Duration::from_secs(5),
+        per_window: 3,
+        window: Duration::from_secs(3600),
+    };
+    let mut s = Server::new(GatewayConfig::builder(ServerProfile::Discord).identify_limit(limit));
+    let identify = |s: &mut Server, shard: u32| {
+        let conn = s.accept("v=10");
+        s.send(
+            conn,
+            json!({"op": 2, "d": {"token": "token-bot", "intents": 0, "shard": [shard, 4]}}),
+        );
+        (conn, s.wire())
+    };
+    let ready = |wire: &[(ConnId, Wire)]| {
+        wire.iter()
+            .any(|(_, w)| matches!(w, Wire::Json(v) if v["t"] == "READY"))
+    };
+    // Buckets 0 and 1 start at once.
+    assert!(ready(&identify(&mut s, 0).1));
+    assert!(ready(&identify(&mut s, 1).1));
+    // Shard 2 is bucket 0 again, too soon: an invalid session, not resumable.
+    let (_, wire) = identify(&mut s, 2);
+    assert!(!ready(&wire));
+    assert!(
+        wire.iter()
+            .any(|(_, w)| matches!(w, Wire::Json(v) if v["op"] == 9 && v["d"] == false)),
+        "{wire:?}"
+    );
+    assert_eq!(s.gw.stats().identifies_limited, 1);
+    // Its spacing passed, it starts: the third session of the window.
+    s.now += Duration::from_secs(5);
+    assert!(ready(&identify(&mut s, 2).1));
+    // A fourth start in the window: closed as Discord closes a bot past its limit.
+    s.now += Duration::from_secs(5);
+    let (conn, wire) = identify(&mut s, 3);
+    assert!(wire.contains(&(conn, Wire::Close(4004))), "{wire:?}");
+    assert_eq!(s.gw.stats().identifies_limited, 2);
+    // A new window, a new budget.
+    s.now += Duration::from_secs(3600);
+    assert!(ready(&identify(&mut s, 3).1));
+}
+
+#[test]
+fn an_identify_limit_of_zero_is_refused_at_build() {
+    let mut limit = tether_gateway::IdentifyLimit::discord(1);
+    limit.per_window = 0;
+    assert!(
+        GatewayConfig::builder(ServerProfile::Discord)
+            .identify_limit(limit)
+            .build()
+            .is_err()
+    );
+    let mut limit = tether_gateway::IdentifyLimit::discord(0);
+    limit.per_window = 10;
+    assert!(
+        GatewayConfig::builder(ServerProfile::Discord)
+            .identify_limit(limit)
+            .build()
+            .is_err()
+    );
+}
