@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod gateway;
+pub mod shards;
 mod stream;
 
 use std::future::Future;

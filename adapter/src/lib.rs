@@ -12,6 +12,7 @@ mod driver;
 mod handle;
 mod handoff;
 mod options;
+pub mod shards;
 mod socket;
 mod target;
 #[cfg(feature = "rustls")]

@@ -43,6 +43,13 @@ impl Default for Options {
 }
 
 impl Options {
+    /// These options with `gate` deciding when each new session may start (a shard's
+    /// turn in its bot's identify queue, say).
+    pub fn with_start_gate(mut self, gate: StartGate) -> Self {
+        self.start_gate = Some(gate);
+        self
+    }
+
     /// A builder holding the defaults.
     pub fn builder() -> OptionsBuilder {
         OptionsBuilder::default()

@@ -678,3 +678,77 @@ async fn compressed_sessions_carry_every_dispatch_both_kinds() {
         let _ = gateway.shutdown().await;
     }
 }
+
+/// Four shards of one bot in one process, two buckets: each shard identifies with its own
+/// `[i, 4]`, the gateway keeps four sessions side by side, and the queue spaces each
+/// bucket's identifies so that a gateway enforcing the spacing refuses none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_of_one_bot_start_in_turn_and_run_side_by_side() {
+    use std::num::{NonZeroU16, NonZeroU32};
+    use tether_tokio::shards::{connect_shards_with, identify_queue};
+    // The gateway allows two buckets one identify each per 300 ms; the client's queue waits
+    // 400 ms, a margin for the time an identify takes to arrive.
+    let limit = tether_gateway::IdentifyLimit {
+        max_concurrency: 2,
+        spacing: Duration::from_millis(300),
+        per_window: 100,
+        window: Duration::from_secs(3600),
+    };
+    let config = GatewayConfig::builder(ServerProfile::Discord)
+        .heartbeat_interval(Duration::from_millis(500))
+        .identify_limit(limit)
+        .build()
+        .unwrap();
+    let (gateway, mut events, url) = gateway(config, GatewayOptions::default()).await;
+    let queue = identify_queue(NonZeroU16::new(2).unwrap(), Duration::from_millis(400));
+    let identify = Identify::new(Token::new("token-bot"), 0);
+    let shards = connect_shards_with(
+        &url,
+        fast(),
+        &identify,
+        NonZeroU32::new(4).unwrap(),
+        &queue,
+        |_, builder| builder,
+        tether_tokio::Options::default(),
+    )
+    .unwrap();
+    let mut log = Vec::new();
+    let mut connected = std::collections::BTreeSet::new();
+    while connected.len() < 4 {
+        if let GatewayEvent::Presence {
+            peer,
+            presence: Presence::Connected,
+            ..
+        } = until(&mut events, &mut log, |e| {
+            matches!(
+                e,
+                GatewayEvent::Presence {
+                    presence: Presence::Connected,
+                    ..
+                }
+            )
+        })
+        .await
+        {
+            connected.insert(peer.to_string());
+        }
+    }
+    assert_eq!(
+        connected.into_iter().collect::<Vec<_>>(),
+        [
+            "bot/shard-0-of-4",
+            "bot/shard-1-of-4",
+            "bot/shard-2-of-4",
+            "bot/shard-3-of-4"
+        ]
+    );
+    let stats = gateway.stats().await.unwrap();
+    assert_eq!(stats.identifies_limited, 0, "no identify came too soon");
+    assert_eq!(
+        stats.registry.replaced, 0,
+        "no shard took another's session"
+    );
+    for shard in &shards {
+        let _ = shard.handle.shutdown().await;
+    }
+}
