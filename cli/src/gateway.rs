@@ -207,6 +207,7 @@ pub async fn run(args: GatewayArgs) -> Result<(), String> {
 /// Runs one stdin command on its own, so a slow invoke never holds the event loop.
 fn command(gateway: &GatewayHandle, line: &str) {
     let words: Vec<&str> = line.splitn(4, ' ').collect();
+    use tether_core::protocol::discord::wire;
     let gateway = gateway.clone();
     let owned: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
     tokio::spawn(async move {
@@ -250,13 +251,68 @@ fn command(gateway: &GatewayHandle, line: &str) {
                     Err(_) => format!("invoke: the params are not JSON: {params}"),
                 }
             }
+            // Discord faults on demand.
+            ["reconnect", peer] => sent(&gateway, peer, wire::reconnect(), "op 7").await,
+            ["beat", peer] => sent(&gateway, peer, wire::heartbeat_request(), "op 1").await,
+            ["invalidate", peer, resumable @ ("true" | "false")] => {
+                match gateway.invalidate_session(peer, *resumable == "true").await {
+                    Ok(conn) => format!("op 9 ({resumable}) to {conn} {peer}"),
+                    Err(e) => format!("invalidate {peer}: {e}"),
+                }
+            }
+            ["dispatch", peer, name, rest @ ..] => {
+                let data = rest.first().copied().unwrap_or("{}");
+                match RawValue::from_string(data.to_owned()) {
+                    Ok(data) => match gateway.dispatch(peer, name, data).await {
+                        Ok(delivered) => format!("{name} to {peer}: s={}", delivered.seq),
+                        Err(e) => format!("dispatch {name} to {peer}: {e}"),
+                    },
+                    Err(_) => format!("dispatch: the data is not JSON: {data}"),
+                }
+            }
+            ["drop", peer] => match gateway.drop_peer(peer).await {
+                Ok(conn) => format!("{conn} {peer}: dropped"),
+                Err(e) => format!("drop {peer}: {e}"),
+            },
+            ["zombie", on @ ("on" | "off")] | ["stall", on @ ("on" | "off")] => {
+                let on = *on == "on";
+                match gateway.faults().await {
+                    Ok(mut faults) => {
+                        if words[0] == "zombie" {
+                            faults.ack_heartbeats = on.then_some(0);
+                        } else {
+                            faults.stall_hello = on;
+                        }
+                        match gateway.set_faults(faults).await {
+                            Ok(()) => format!("{}: {}", words[0], if on { "on" } else { "off" }),
+                            Err(e) => format!("{}: {e}", words[0]),
+                        }
+                    }
+                    Err(e) => format!("{}: {e}", words[0]),
+                }
+            }
             _ => format!(
-                "unknown command {line:?}: pending, approve ID, reject ID, invoke NODE COMMAND [PARAMS]",
+                "unknown command {line:?}: pending, approve ID, reject ID, invoke NODE COMMAND [PARAMS] (openclaw); \
+                 reconnect PEER, beat PEER, invalidate PEER true|false, dispatch PEER NAME [JSON], drop PEER, \
+                 zombie on|off, stall on|off (discord)",
                 line = owned.join(" ")
             ),
         };
         println!("{said}");
     });
+}
+
+/// Writes `frame` to `peer`, and says so.
+async fn sent(
+    gateway: &GatewayHandle,
+    peer: &str,
+    frame: tether_core::Frame,
+    what: &str,
+) -> String {
+    match gateway.send(peer, frame).await {
+        Ok(conn) => format!("{what} to {conn} {peer}"),
+        Err(e) => format!("{what} to {peer}: {e}"),
+    }
 }
 
 /// One line about a gateway event.
@@ -287,6 +343,9 @@ pub fn describe(event: &GatewayEvent) -> String {
             format!("invoke {} of {peer}: {outcome:?}", id.get())
         }
         GatewayEvent::BadFrame { conn, reason } => format!("{conn}: bad frame: {reason}"),
+        GatewayEvent::ResumeRefused { conn, reason } => {
+            format!("{conn}: resume refused: {reason}")
+        }
         GatewayEvent::Request {
             peer, conn, method, ..
         } => format!("{conn} {peer}: request {method}"),

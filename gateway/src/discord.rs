@@ -22,13 +22,13 @@ impl Gateway {
             Err(reason) => return self.bad_frame(conn, reason),
         };
         match (frame, ready) {
-            (ClientFrame::Heartbeat { .. }, ready) => {
+            (ClientFrame::Heartbeat { .. }, _) => {
                 if self.ack_allowed(conn) {
                     self.write(conn, wire::heartbeat_ack());
                 }
-                if ready.is_some() {
-                    self.registry.beat(conn, now);
-                }
+                // A sign of life of a watched connection, ready or back in its handshake
+                // after an invalid session (a connection not yet ready is not watched).
+                self.registry.beat(conn, now);
             }
             (ClientFrame::Identify { token, d }, None) => {
                 let credentials = Credentials {
@@ -94,6 +94,31 @@ impl Gateway {
                 self.close(conn, CloseWhy::UnknownOpcode);
             }
         }
+    }
+
+    /// Tells `peer`'s client its session is invalid (op 9): `resumable`, it stays resumable
+    /// (its dispatches wait for the resume); not, it is gone. Either way the connection is
+    /// back in its handshake: its client resumes or identifies on it, or on a new one, within
+    /// the handshake timeout (counted from the longest wait the protocol allows).
+    pub fn invalidate_session(
+        &mut self,
+        peer: &str,
+        resumable: bool,
+        now: Instant,
+    ) -> Result<ConnId, super::GatewayError> {
+        let conn = self
+            .ready_conn(peer)
+            .ok_or(super::GatewayError::NotConnected)?;
+        let peer = PeerId::from(peer);
+        self.write(conn, wire::invalid_session(resumable));
+        if resumable {
+            let expires = tether_core::after(now, self.config.resume_window);
+            self.sessions.detach(&peer, conn, expires);
+        } else {
+            self.sessions.end(&peer, conn);
+        }
+        self.back_to_handshake(conn, now);
+        Ok(conn)
     }
 
     /// Whether `owner` may start a session for `shard` now, under the identify limit; a
@@ -175,7 +200,15 @@ impl Gateway {
                     replayed,
                 });
             }
-            Err(ResumeRefused::Unknown | ResumeRefused::OtherPeer | ResumeRefused::OutOfReach) => {
+            Err(refused) => {
+                let reason = match refused {
+                    _ if refused_on_demand => "refused on demand (a fault)",
+                    ResumeRefused::Unknown => "no such session",
+                    ResumeRefused::OtherPeer => "the session belongs to other credentials",
+                    ResumeRefused::OutOfReach => "the client is behind what the replay keeps",
+                };
+                self.events
+                    .push_back(GatewayEvent::ResumeRefused { conn, reason });
                 // The client identifies afresh, on this socket or the next, after waiting
                 // up to 5 s as the protocol asks: its handshake time starts again after it.
                 self.stats.invalid_sessions += 1;

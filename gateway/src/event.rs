@@ -222,6 +222,15 @@ pub enum GatewayEvent {
         /// How it ended.
         outcome: InvokeOutcome<Answer>,
     },
+    /// A resume was refused with an invalid session (discord): the session is unknown (never
+    /// was, expired, or ended by its client's 1000), belongs to other credentials, or the
+    /// client is further behind than the replay reaches; or a fault refused it.
+    ResumeRefused {
+        /// The connection that asked.
+        conn: ConnId,
+        /// Why, in words.
+        reason: &'static str,
+    },
     /// A frame could not be read; the connection is closed for it.
     BadFrame {
         /// The connection.

@@ -431,6 +431,15 @@ impl Gateway {
         Ok(conn)
     }
 
+    /// Cuts `peer`'s connection with no close frame, as a network would (a fault on
+    /// demand); its session stays resumable.
+    #[cfg(feature = "faults")]
+    pub fn drop_peer(&mut self, peer: &str) -> Result<ConnId, GatewayError> {
+        let conn = self.ready_conn(peer).ok_or(GatewayError::NotConnected)?;
+        self.close(conn, CloseWhy::Dropped);
+        Ok(conn)
+    }
+
     /// Sends `peer` an event `name` with `data`: a numbered dispatch kept for replay
     /// (discord), so one sent while the session waits to be resumed is delivered on resume;
     /// an OpenClaw `event` otherwise.
@@ -791,6 +800,24 @@ impl Gateway {
     }
 
     /// Moves `conn`'s handshake deadline to a handshake timeout after `from`.
+    /// A ready connection whose session was invalidated waits for a new handshake. It
+    /// keeps its place in the registry: a resume or identify on it owns the same key, with
+    /// no presence change; its end before that is the end of the peer's presence.
+    fn back_to_handshake(&mut self, conn: ConnId, now: Instant) {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !matches!(state.phase, Phase::Ready { .. }) {
+            return;
+        }
+        let due = after(
+            after(now, INVALID_SESSION_WAIT),
+            self.config.handshake_timeout,
+        );
+        state.phase = Phase::Handshake { due };
+        self.handshakes.insert((due, conn));
+    }
+
     fn restart_handshake_clock(&mut self, conn: ConnId, from: Instant) {
         let Some(state) = self.conns.get_mut(&conn) else {
             return;

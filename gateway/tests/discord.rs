@@ -411,3 +411,50 @@ fn an_identify_limit_of_zero_is_refused_at_build() {
             .is_err()
     );
 }
+
+#[test]
+fn an_invalidated_session_is_resumed_or_started_again_on_the_same_socket() {
+    let mut s = Server::discord();
+    let (conn, ready) = s.identify("bot", json!({}));
+    let session = ready["session_id"].as_str().unwrap().to_owned();
+    s.events();
+    // Resumable: the client resumes on the very socket (as @discordjs/ws does).
+    s.gw.invalidate_session("bot", true, s.now).unwrap();
+    assert!(
+        s.wire()
+            .contains(&(conn, Wire::Json(json!({"op": 9, "d": true}))))
+    );
+    s.send(
+        conn,
+        json!({"op": 6, "d": {"token": "token-bot", "session_id": session, "seq": 1}}),
+    );
+    assert!(
+        s.wire()
+            .iter()
+            .any(|(c, w)| *c == conn && matches!(w, Wire::Json(v) if v["t"] == "RESUMED"))
+    );
+    // Not resumable: the old session is gone; an identify on the same socket starts anew.
+    s.gw.invalidate_session("bot", false, s.now).unwrap();
+    s.send(
+        conn,
+        json!({"op": 2, "d": {"token": "token-bot", "intents": 0}}),
+    );
+    let wire = s.wire();
+    let fresh = wire
+        .iter()
+        .find_map(|(_, w)| match w {
+            Wire::Json(v) if v["t"] == "READY" => Some(v["d"]["session_id"].clone()),
+            _ => None,
+        })
+        .expect("a new READY");
+    assert_ne!(fresh, json!(session));
+    let presence: Vec<_> = s
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, GatewayEvent::Presence { .. }))
+        .collect();
+    assert!(
+        presence.is_empty(),
+        "the same socket, no presence change: {presence:?}"
+    );
+}

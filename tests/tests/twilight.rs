@@ -267,20 +267,14 @@ async fn t04_op_9_both_ways() {
     let mut shard = shard(&url, ShardId::ONE);
     let mut seen = Vec::new();
     let first = ready(&mut shard, &mut seen).await;
-    gateway
-        .send("bot", wire::invalid_session(true))
-        .await
-        .unwrap();
+    gateway.invalidate_session("bot", true).await.unwrap();
     next_until(&mut shard, Duration::from_secs(5), &mut seen, |e| {
         matches!(e, Event::Resumed).then_some(())
     })
     .await;
     // Not resumable: the shard closes with 1000, which ends the session here too, and
     // identifies afresh.
-    gateway
-        .send("bot", wire::invalid_session(false))
-        .await
-        .unwrap();
+    gateway.invalidate_session("bot", false).await.unwrap();
     let second = ready(&mut shard, &mut seen).await;
     assert_ne!(second.session_id, first.session_id, "{seen:?}");
     let stats = gateway.stats().await.unwrap();

@@ -61,6 +61,20 @@ pub(super) enum Call {
     Stats {
         reply: oneshot::Sender<GatewayStats>,
     },
+    InvalidateSession {
+        peer: String,
+        resumable: bool,
+        reply: oneshot::Sender<Result<ConnId, GatewayError>>,
+    },
+    #[cfg(feature = "faults")]
+    GetFaults {
+        reply: oneshot::Sender<Faults>,
+    },
+    #[cfg(feature = "faults")]
+    Drop {
+        peer: String,
+        reply: oneshot::Sender<Result<ConnId, GatewayError>>,
+    },
     #[cfg(feature = "faults")]
     Faults {
         faults: Faults,
@@ -338,6 +352,21 @@ impl Driver {
             }
             Call::Stats { reply } => {
                 let _ = reply.send(self.gateway.stats());
+            }
+            Call::InvalidateSession {
+                peer,
+                resumable,
+                reply,
+            } => {
+                let _ = reply.send(self.gateway.invalidate_session(&peer, resumable, now));
+            }
+            #[cfg(feature = "faults")]
+            Call::GetFaults { reply } => {
+                let _ = reply.send(self.gateway.faults());
+            }
+            #[cfg(feature = "faults")]
+            Call::Drop { peer, reply } => {
+                let _ = reply.send(self.gateway.drop_peer(&peer));
             }
             #[cfg(feature = "faults")]
             Call::Faults { faults, reply } => {

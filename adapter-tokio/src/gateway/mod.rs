@@ -430,6 +430,40 @@ impl GatewayHandle {
         .map_err(ServeError::from)
     }
 
+    /// Tells `peer`'s client its session is invalid (discord op 9): `resumable`, it may
+    /// resume it (its dispatches wait); not, it must identify afresh. Its connection goes
+    /// back to its handshake.
+    pub async fn invalidate_session(
+        &self,
+        peer: &str,
+        resumable: bool,
+    ) -> Result<ConnId, ServeError> {
+        let peer = peer.to_owned();
+        self.call(|reply| Call::InvalidateSession {
+            peer,
+            resumable,
+            reply,
+        })
+        .await?
+        .map_err(ServeError::from)
+    }
+
+    /// The faults in force (feature `faults`).
+    #[cfg(feature = "faults")]
+    pub async fn faults(&self) -> Result<Faults, ServeError> {
+        self.call(|reply| Call::GetFaults { reply }).await
+    }
+
+    /// Cuts `peer`'s connection with no close frame, for testing clients (feature
+    /// `faults`); its session stays resumable.
+    #[cfg(feature = "faults")]
+    pub async fn drop_peer(&self, peer: &str) -> Result<ConnId, ServeError> {
+        let peer = peer.to_owned();
+        self.call(|reply| Call::Drop { peer, reply })
+            .await?
+            .map_err(ServeError::from)
+    }
+
     /// Misbehaves as `faults` say from now on, for testing clients (feature `faults`).
     #[cfg(feature = "faults")]
     pub async fn set_faults(&self, faults: Faults) -> Result<(), ServeError> {
