@@ -56,6 +56,16 @@ fn op(op: u64, d: Value) -> Frame {
     Frame::text(json!({"op": op, "d": d}).to_string())
 }
 
+/// The reasons of every protocol error reported, in order.
+fn protocol_errors(out: &[Out]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            support::Out::Ev(E::ProtocolError { error, .. }) => Some(error.reason.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The JSON of every frame sent, in order.
 fn sent(out: &[Out]) -> Vec<Value> {
     out.iter()
@@ -411,13 +421,7 @@ fn d10_sequence_tracking() {
         .collect();
     // The gap is delivered and reported; what goes backwards or repeats is dropped and reported.
     assert_eq!(names, ["A", "B"]);
-    let errors: Vec<_> = out
-        .iter()
-        .filter_map(|o| match o {
-            support::Out::Ev(E::ProtocolError { error, .. }) => Some(error.reason.to_string()),
-            _ => None,
-        })
-        .collect();
+    let errors = protocol_errors(&out);
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert!(errors[0].contains("gap"));
     assert!(errors[1].contains("3 after 4"));
@@ -1013,13 +1017,7 @@ fn d17_zlib_stream_inflates_per_connection_and_a_corrupt_stream_reconnects() {
     // Garbage in the stream: the connection cannot go on.
     sim.frame(1, Frame::Binary(vec![9, 9, 9, 9, 0, 0, 0xff, 0xff].into()));
     let out = sim.take();
-    let errors: Vec<_> = out
-        .iter()
-        .filter_map(|o| match o {
-            support::Out::Ev(E::ProtocolError { error, .. }) => Some(error.reason.to_string()),
-            _ => None,
-        })
-        .collect();
+    let errors = protocol_errors(&out);
     assert_eq!(errors.len(), 1, "{out:?}");
     assert!(errors[0].contains("corrupt zlib"), "{errors:?}");
     assert!(

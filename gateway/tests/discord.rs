@@ -3,6 +3,9 @@
 //! version, encoding and compression, and a client's own 1000 or 1001 ending its session.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::auth;
+
 use std::io::Read;
 use std::time::{Duration, Instant};
 
@@ -10,18 +13,8 @@ use serde_json::{Value, json};
 use tether_core::{ConnId, Frame};
 use tether_gateway::registry::Presence;
 use tether_gateway::{
-    AcceptedPeer, Credentials, Gateway, GatewayCommand, GatewayConfig, GatewayEvent, PeerId,
-    Rejection, ServerProfile,
+    AcceptedPeer, Gateway, GatewayCommand, GatewayConfig, GatewayEvent, ServerProfile,
 };
-
-/// Tokens are `token-<peer>`; anything else is refused.
-fn auth(credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
-    credentials
-        .token
-        .and_then(|t| t.strip_prefix("token-"))
-        .map(PeerId::from)
-        .ok_or_else(|| Rejection::new("unknown token"))
-}
 
 #[derive(Debug, PartialEq)]
 enum Wire {

@@ -3,6 +3,9 @@
 //! property test over random socket histories.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::{auth, epoch};
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -13,24 +16,9 @@ use tether_core::protocol::openclaw::{DeviceIdentity, SignedConnect};
 use tether_core::{CloseFrame, ConnId, Frame};
 use tether_gateway::registry::{InvokeOutcome, Presence};
 use tether_gateway::{
-    AutoApprove, CloseWhy, Credentials, Delivered, Faults, Gateway, GatewayCommand, GatewayConfig,
-    GatewayError, GatewayEvent, PairingRequest, PeerId, Rejection, ServerProfile,
+    AutoApprove, CloseWhy, Delivered, Faults, Gateway, GatewayCommand, GatewayConfig, GatewayError,
+    GatewayEvent, PairingRequest, ServerProfile,
 };
-
-#[allow(clippy::disallowed_methods)]
-fn epoch() -> Instant {
-    // The virtual clock's origin; only differences matter.
-    Instant::now()
-}
-
-/// Tokens are `token-<peer>`; anything else is refused.
-fn auth(credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
-    credentials
-        .token
-        .and_then(|t| t.strip_prefix("token-"))
-        .map(PeerId::from)
-        .ok_or_else(|| Rejection::new("unknown token"))
-}
 
 struct Server {
     gw: Gateway,

@@ -4,6 +4,9 @@
 //! never quote what a client sent (h08).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::{auth, epoch};
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,24 +16,9 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tether_core::{ConfigError, ConnId, Frame};
 use tether_gateway::{
-    CloseWhy, Credentials, Gateway, GatewayCommand, GatewayConfig, GatewayEvent, PeerId, Rejection,
-    ServerProfile, Violation,
+    CloseWhy, Credentials, Gateway, GatewayCommand, GatewayConfig, GatewayEvent, ServerProfile,
+    Violation,
 };
-
-#[allow(clippy::disallowed_methods)]
-fn epoch() -> Instant {
-    // The virtual clock's origin; only differences matter.
-    Instant::now()
-}
-
-/// Tokens are `token-<peer>`; anything else is refused.
-fn auth(credentials: &Credentials<'_>) -> Result<PeerId, Rejection> {
-    credentials
-        .token
-        .and_then(|t| t.strip_prefix("token-"))
-        .map(PeerId::from)
-        .ok_or_else(|| Rejection::new("unknown token"))
-}
 
 fn discord(interval_ms: u64) -> GatewayConfig {
     GatewayConfig::builder(ServerProfile::Discord)
