@@ -36,6 +36,12 @@ pub struct GatewayArgs {
     /// Cut every connection (no close frame) this many seconds after it is ready.
     #[arg(long)]
     pub drop_every: Option<f64>,
+    /// discord: send op 7 (reconnect) this many seconds after every connection is ready.
+    #[arg(long)]
+    pub reconnect_every: Option<f64>,
+    /// discord: send op 1 (beat now) this many seconds after every connection is ready.
+    #[arg(long)]
+    pub beat_request_every: Option<f64>,
     /// Never send hello.
     #[arg(long)]
     pub stall_hello: bool,
@@ -85,19 +91,25 @@ impl GatewayArgs {
                 self.invalid_session_rate
             ));
         }
-        let drop_after = match self.drop_every {
-            Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
-            Some(secs) => {
-                return Err(format!(
-                    "--drop-every must be a positive number of seconds, got {secs}"
-                ));
+        let seconds = |flag: &str, value: Option<f64>| match value {
+            // At most a day: a longer delay is no fault a test waits for.
+            Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
+                Ok(Some(Duration::from_secs_f64(secs)))
             }
-            None => None,
+            Some(secs) => Err(format!(
+                "--{flag} must be a positive number of seconds up to a day, got {secs}"
+            )),
+            None => Ok(None),
         };
+        let drop_after = seconds("drop-every", self.drop_every)?;
+        let reconnect_after = seconds("reconnect-every", self.reconnect_every)?;
+        let heartbeat_request_after = seconds("beat-request-every", self.beat_request_every)?;
         Ok(Faults {
             stall_hello: self.stall_hello,
             ack_heartbeats: self.no_ack_after,
             invalid_session_rate: self.invalid_session_rate,
+            reconnect_after,
+            heartbeat_request_after,
             drop_after,
         })
     }

@@ -17,4 +17,8 @@ pub struct Faults {
     pub invalid_session_rate: f64,
     /// Cut every connection, with no close frame, this long after it became ready.
     pub drop_after: Option<Duration>,
+    /// Discord: send op 7 (reconnect) on every connection this long after it became ready.
+    pub reconnect_after: Option<Duration>,
+    /// Discord: send op 1 (beat now) on every connection this long after it became ready.
+    pub heartbeat_request_after: Option<Duration>,
 }

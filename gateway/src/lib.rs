@@ -73,8 +73,8 @@ struct Conn {
     tick: Option<Instant>,
     /// Heartbeats (or pings) acknowledged on this connection.
     acked: u64,
-    /// When a [`Faults::drop_after`] cut is due.
-    drop_at: Option<Instant>,
+    /// The faults scheduled on it since it became ready (a cut, an op 7, an op 1).
+    scheduled: Vec<(Instant, Scheduled)>,
     /// Discord: the transport compression the client asked for, this connection's own.
     compressor: Option<transport::Compressor>,
     /// The close code the client sent, if it sent one: discord's 1000 and 1001 end the
@@ -95,7 +95,8 @@ pub struct Gateway {
     sessions: Sessions,
     handshakes: BTreeSet<(Instant, ConnId)>,
     ticks: BTreeSet<(Instant, ConnId)>,
-    drops: BTreeSet<(Instant, ConnId)>,
+    /// Faults due, by time (feature `faults` sets them; none otherwise).
+    scheduled: BTreeSet<(Instant, ConnId, Scheduled)>,
     faults: Faults,
     commands: VecDeque<GatewayCommand>,
     events: VecDeque<GatewayEvent>,
@@ -151,7 +152,7 @@ impl Gateway {
             conns: HashMap::new(),
             handshakes: BTreeSet::new(),
             ticks: BTreeSet::new(),
-            drops: BTreeSet::new(),
+            scheduled: BTreeSet::new(),
             faults: Faults::default(),
             commands: VecDeque::new(),
             events: VecDeque::new(),
@@ -253,7 +254,7 @@ impl Gateway {
                 events: 0,
                 tick: None,
                 acked: 0,
-                drop_at: None,
+                scheduled: Vec::new(),
                 compressor: compressor.flatten(),
                 closed_by: None,
             },
@@ -389,12 +390,21 @@ impl Gateway {
                 }
             }
         }
-        while let Some(&(at, conn)) = self.drops.first() {
+        while let Some(&(at, conn, what)) = self.scheduled.first() {
             if at > now {
                 break;
             }
-            self.drops.remove(&(at, conn));
-            self.close(conn, CloseWhy::Dropped);
+            self.scheduled.remove(&(at, conn, what));
+            if let Some(state) = self.conns.get_mut(&conn) {
+                state.scheduled.retain(|&(a, w)| (a, w) != (at, what));
+            }
+            match what {
+                Scheduled::Drop => self.close(conn, CloseWhy::Dropped),
+                Scheduled::Reconnect => self.write(conn, discord_wire::reconnect()),
+                Scheduled::HeartbeatRequest => {
+                    self.write(conn, discord_wire::heartbeat_request());
+                }
+            }
         }
         self.stats.expired_sessions += self.sessions.expire(now) as u64;
     }
@@ -406,7 +416,7 @@ impl Gateway {
             self.registry.poll_timeout(),
             self.handshakes.first().map(|&(at, _)| at),
             self.ticks.first().map(|&(at, _)| at),
-            self.drops.first().map(|&(at, _)| at),
+            self.scheduled.first().map(|&(at, _, _)| at),
             self.sessions.next_expiry(),
         ]
         .into_iter()
@@ -651,8 +661,8 @@ impl Gateway {
         };
         let left = std::mem::replace(&mut state.phase, Phase::Closing);
         let tick = state.tick.take();
-        if let Some(at) = state.drop_at.take() {
-            self.drops.remove(&(at, conn));
+        for (at, what) in std::mem::take(&mut state.scheduled) {
+            self.scheduled.remove(&(at, conn, what));
         }
         let peer = match left {
             Phase::Closing => return,
@@ -685,10 +695,24 @@ impl Gateway {
             self.handshakes.remove(&(due, conn));
         }
         state.phase = Phase::Ready { peer: peer.clone() };
-        if let Some(after_ready) = self.faults.drop_after {
-            let at = after(now, after_ready);
-            state.drop_at = Some(at);
-            self.drops.insert((at, conn));
+        let discord = self.config.profile == ServerProfile::Discord;
+        let due = [
+            (self.faults.drop_after, Scheduled::Drop),
+            (
+                self.faults.reconnect_after.filter(|_| discord),
+                Scheduled::Reconnect,
+            ),
+            (
+                self.faults.heartbeat_request_after.filter(|_| discord),
+                Scheduled::HeartbeatRequest,
+            ),
+        ];
+        for (delay, what) in due {
+            if let Some(delay) = delay {
+                let at = after(now, delay);
+                state.scheduled.push((at, what));
+                self.scheduled.insert((at, conn, what));
+            }
         }
         if matches!(
             self.config.profile,
@@ -881,8 +905,19 @@ impl Gateway {
         if let Some(at) = state.tick {
             self.ticks.remove(&(at, conn));
         }
-        if let Some(at) = state.drop_at {
-            self.drops.remove(&(at, conn));
+        for &(at, what) in &state.scheduled {
+            self.scheduled.remove(&(at, conn, what));
         }
     }
+}
+
+/// A fault scheduled on a ready connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Scheduled {
+    /// Cut with no close frame.
+    Drop,
+    /// Discord op 7: reconnect and resume.
+    Reconnect,
+    /// Discord op 1: beat now.
+    HeartbeatRequest,
 }

@@ -451,3 +451,33 @@ fn an_invalidated_session_is_resumed_or_started_again_on_the_same_socket() {
         "the same socket, no presence change: {presence:?}"
     );
 }
+
+#[test]
+fn op_1_and_op_7_come_on_a_schedule_when_asked_for() {
+    let mut s = Server::discord();
+    s.gw.set_faults(tether_gateway::Faults {
+        heartbeat_request_after: Some(Duration::from_secs(1)),
+        reconnect_after: Some(Duration::from_secs(2)),
+        ..Default::default()
+    });
+    let (conn, _) = s.identify("bot", json!({}));
+    let mut seen = Vec::new();
+    let until = s.now + Duration::from_secs(3);
+    while let Some(at) = s.gw.poll_timeout().filter(|at| *at <= until) {
+        s.now = at;
+        s.gw.handle_timeout(at);
+        for (c, w) in s.wire() {
+            if let (true, Wire::Json(v)) = (c == conn, w) {
+                seen.push(v["op"].as_u64().unwrap());
+            }
+        }
+    }
+    assert_eq!(seen, [1, 7], "op 1 at 1 s, op 7 at 2 s");
+    // A connection that ends takes its schedule with it.
+    let (other, _) = s.identify("bot2", json!({}));
+    s.gw.handle_close(other, s.now);
+    assert!(
+        s.gw.poll_timeout()
+            .is_none_or(|at| at > s.now + Duration::from_secs(3))
+    );
+}
