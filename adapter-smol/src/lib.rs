@@ -37,6 +37,8 @@ use std::time::Instant;
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::client::Request;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+pub mod shards;
+
 use futures_util::future::BoxFuture;
 #[cfg(feature = "rustls")]
 pub use tether_adapter::client_config;

@@ -6,52 +6,11 @@ use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_adapter::shards::{IDENTIFY_SPACING, IdentifyQueue, Sleep};
-use tether_adapter::{ConnectError, Events, Handle, Options};
+pub use tether_adapter::shards::{IDENTIFY_SPACING, IdentifyQueue, Shard, ShardsError};
+use tether_adapter::shards::{Sleep, start_shards};
+use tether_adapter::{IntoClientRequest, Options};
 use tether_core::protocol::discord::DiscordBuilder;
-use tether_core::{ConfigBuilder, ConfigError, Discord, Identify};
-
-/// One running shard.
-pub struct Shard {
-    /// Its id, `i` of `[i, n]`.
-    pub id: u32,
-    /// Its client.
-    pub handle: Handle<Discord>,
-    /// Its events.
-    pub events: Events<Discord>,
-}
-
-impl std::fmt::Debug for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shard")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why the shards could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ShardsError {
-    /// The session settings were refused.
-    #[error("settings: {0}")]
-    Config(ConfigError),
-    /// A shard's profile was refused.
-    #[error("shard {shard}: {source}")]
-    Profile {
-        /// The shard.
-        shard: u32,
-        /// Why.
-        source: ConfigError,
-    },
-    /// A shard could not connect.
-    #[error("shard {shard}: {source}")]
-    Connect {
-        /// The shard.
-        shard: u32,
-        /// Why.
-        source: ConnectError,
-    },
-}
+use tether_core::{ConfigBuilder, Identify};
 
 /// An identify queue on tokio's clock: `max_concurrency` buckets, one identify each per
 /// `spacing` ([`IDENTIFY_SPACING`] for Discord).
@@ -61,10 +20,9 @@ pub fn identify_queue(max_concurrency: NonZeroU16, spacing: Duration) -> Arc<Ide
     IdentifyQueue::new(max_concurrency, spacing, sleep)
 }
 
-/// Starts shards `0..count` of one bot on `url`: each identifies with `identify` and its own
-/// `[i, count]`, gets its profile from `profile` (compression, an imported session...),
-/// and waits for its bucket's turn in one queue of `max_concurrency` buckets spaced
-/// [`IDENTIFY_SPACING`] apart. `config` gets its start gate turned on.
+/// Starts shards `0..count` of one bot on `url`, their identifies in one queue of
+/// `max_concurrency` buckets spaced [`IDENTIFY_SPACING`] apart; see
+/// [`start_shards`](tether_adapter::shards::start_shards).
 pub fn connect_shards(
     url: &str,
     config: ConfigBuilder,
@@ -78,8 +36,7 @@ pub fn connect_shards(
     connect_shards_with(url, config, identify, count, &queue, profile, options)
 }
 
-/// [`connect_shards`] with a queue of the caller's (spaced as it likes, shared with other
-/// processes' shards of the same bot through the caller's own gate, say).
+/// [`connect_shards`] with a queue of the caller's.
 pub fn connect_shards_with(
     url: &str,
     config: ConfigBuilder,
@@ -89,21 +46,17 @@ pub fn connect_shards_with(
     profile: impl Fn(u32, DiscordBuilder) -> DiscordBuilder,
     options: Options,
 ) -> Result<Vec<Shard>, ShardsError> {
-    // Every fresh session asks the queue first; resumes never wait.
-    let config = config
-        .start_gate(true)
-        .build()
-        .map_err(ShardsError::Config)?;
-    (0..count.get())
-        .map(|id| {
-            let builder = Discord::builder(identify.clone().shard(id, count.get()));
-            let discord = profile(id, builder)
-                .build()
-                .map_err(|source| ShardsError::Profile { shard: id, source })?;
-            let options = options.clone().with_start_gate(queue.gate(id));
-            let (handle, events) = crate::connect_with(url, config.clone(), discord, options)
-                .map_err(|source| ShardsError::Connect { shard: id, source })?;
-            Ok(Shard { id, handle, events })
-        })
-        .collect()
+    start_shards(
+        config,
+        identify,
+        count,
+        queue,
+        (profile, options),
+        |config, discord, options| {
+            let request = url
+                .into_client_request()
+                .map_err(|e| tether_adapter::ConnectError::InvalidRequest(e.to_string()))?;
+            crate::connect_with(request, config, discord, options)
+        },
+    )
 }

@@ -9,9 +9,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tether_core::ConnId;
+use std::num::NonZeroU32;
 
-use crate::StartGate;
+use tether_core::protocol::discord::DiscordBuilder;
+use tether_core::{ConfigBuilder, ConfigError, ConnId, Discord, Identify};
+
+use crate::{ConnectError, Events, Handle, Options, StartGate};
 
 /// How long a bucket waits between two identifies, as Discord asks.
 pub const IDENTIFY_SPACING: Duration = Duration::from_secs(5);
@@ -76,4 +79,84 @@ impl IdentifyQueue {
         }
         *next = Some(tether_core::after(Instant::now(), self.spacing));
     }
+}
+
+/// One running shard.
+pub struct Shard {
+    /// Its id, `i` of `[i, n]`.
+    pub id: u32,
+    /// Its client.
+    pub handle: Handle<Discord>,
+    /// Its events.
+    pub events: Events<Discord>,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the shards could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardsError {
+    /// The session settings were refused.
+    #[error("settings: {0}")]
+    Config(ConfigError),
+    /// A shard's profile was refused.
+    #[error("shard {shard}: {source}")]
+    Profile {
+        /// The shard.
+        shard: u32,
+        /// Why.
+        source: ConfigError,
+    },
+    /// A shard could not connect.
+    #[error("shard {shard}: {source}")]
+    Connect {
+        /// The shard.
+        shard: u32,
+        /// Why.
+        source: ConnectError,
+    },
+}
+
+/// Starts shards `0..count` of one bot with `connect` (an adapter's `connect_with`): each
+/// identifies with `identify` and its own `[i, count]`, gets its profile from `profile`
+/// (compression, an imported session...), and waits for its bucket's turn in `queue`.
+/// `config` gets its start gate turned on: every fresh session asks the queue, resumes
+/// never wait.
+pub fn start_shards<C>(
+    config: ConfigBuilder,
+    identify: &Identify,
+    count: NonZeroU32,
+    queue: &Arc<IdentifyQueue>,
+    (profile, options): (impl Fn(u32, DiscordBuilder) -> DiscordBuilder, Options),
+    connect: C,
+) -> Result<Vec<Shard>, ShardsError>
+where
+    C: Fn(
+        tether_core::Config,
+        Discord,
+        Options,
+    ) -> Result<(Handle<Discord>, Events<Discord>), ConnectError>,
+{
+    let config = config
+        .start_gate(true)
+        .build()
+        .map_err(ShardsError::Config)?;
+    (0..count.get())
+        .map(|id| {
+            let builder = Discord::builder(identify.clone().shard(id, count.get()));
+            let discord = profile(id, builder)
+                .build()
+                .map_err(|source| ShardsError::Profile { shard: id, source })?;
+            let options = options.clone().with_start_gate(queue.gate(id));
+            let (handle, events) = connect(config.clone(), discord, options)
+                .map_err(|source| ShardsError::Connect { shard: id, source })?;
+            Ok(Shard { id, handle, events })
+        })
+        .collect()
 }

@@ -87,3 +87,61 @@ async fn c07b_an_executor_slow_to_cancel_still_never_has_two_sockets_open() {
     .await
     .expect("scenario exceeded its time bound");
 }
+
+/// Two shards of one bot on smol, one bucket: the second identifies a spacing after the
+/// first, so a gateway enforcing the spacing refuses neither, and neither replaces the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_on_smol_take_their_turns() {
+    use std::num::{NonZeroU16, NonZeroU32};
+    use tether_gateway::{GatewayConfig, GatewayEvent, IdentifyLimit, ServerProfile};
+    let limit = IdentifyLimit {
+        max_concurrency: 1,
+        spacing: Duration::from_millis(200),
+        per_window: 10,
+        window: Duration::from_secs(3600),
+    };
+    let config = GatewayConfig::builder(ServerProfile::Discord)
+        .identify_limit(limit)
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let (gateway, mut events) = tether_tokio::gateway::serve(
+        listener,
+        config,
+        tether_tests::auth::token_auth,
+        tether_tokio::gateway::GatewayOptions::default(),
+    )
+    .unwrap();
+    let queue = tether_smol::shards::identify_queue(
+        NonZeroU16::new(1).unwrap(),
+        Duration::from_millis(300),
+    );
+    let identify = tether_core::Identify::new(tether_core::Token::new("token-bot"), 0);
+    let shards = tether_smol::shards::connect_shards_with(
+        &url,
+        tether_tests::scenarios::fast(),
+        &identify,
+        NonZeroU32::new(2).unwrap(),
+        &queue,
+        |_, builder| builder,
+        tether_adapter::Options::default(),
+    )
+    .unwrap();
+    let mut connected = 0;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while connected < 2 {
+            if let Some(GatewayEvent::Presence { .. }) = events.recv().await {
+                connected += 1;
+            }
+        }
+    })
+    .await
+    .expect("both shards connect");
+    let stats = gateway.stats().await.unwrap();
+    assert_eq!(stats.identifies_limited, 0);
+    assert_eq!(stats.registry.replaced, 0);
+    for shard in &shards {
+        let _ = shard.handle.shutdown().await;
+    }
+}

@@ -1,0 +1,65 @@
+//! A bot's shards in one process on smol: shard `[i, n]` for every `i`, each a client of
+//! its own, their identifies spaced by one [`IdentifyQueue`] as Discord's `max_concurrency`
+//! allows.
+
+use std::num::{NonZeroU16, NonZeroU32};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use tether_adapter::shards::{IDENTIFY_SPACING, IdentifyQueue, Shard, ShardsError};
+use tether_adapter::shards::{Sleep, start_shards};
+use tether_adapter::{IntoClientRequest, Options};
+use tether_core::protocol::discord::DiscordBuilder;
+use tether_core::{ConfigBuilder, Identify};
+
+/// An identify queue on smol's timers: `max_concurrency` buckets, one identify each per
+/// `spacing` ([`IDENTIFY_SPACING`] for Discord).
+pub fn identify_queue(max_concurrency: NonZeroU16, spacing: Duration) -> Arc<IdentifyQueue> {
+    let sleep: Sleep = Arc::new(|at| {
+        Box::pin(async move {
+            async_io::Timer::at(at).await;
+        })
+    });
+    IdentifyQueue::new(max_concurrency, spacing, sleep)
+}
+
+/// Starts shards `0..count` of one bot on `url`, their identifies in one queue of
+/// `max_concurrency` buckets spaced [`IDENTIFY_SPACING`] apart; see
+/// [`start_shards`](tether_adapter::shards::start_shards).
+pub fn connect_shards(
+    url: &str,
+    config: ConfigBuilder,
+    identify: &Identify,
+    count: NonZeroU32,
+    max_concurrency: NonZeroU16,
+    profile: impl Fn(u32, DiscordBuilder) -> DiscordBuilder,
+    options: Options,
+) -> Result<Vec<Shard>, ShardsError> {
+    let queue = identify_queue(max_concurrency, IDENTIFY_SPACING);
+    connect_shards_with(url, config, identify, count, &queue, profile, options)
+}
+
+/// [`connect_shards`] with a queue of the caller's.
+pub fn connect_shards_with(
+    url: &str,
+    config: ConfigBuilder,
+    identify: &Identify,
+    count: NonZeroU32,
+    queue: &Arc<IdentifyQueue>,
+    profile: impl Fn(u32, DiscordBuilder) -> DiscordBuilder,
+    options: Options,
+) -> Result<Vec<Shard>, ShardsError> {
+    start_shards(
+        config,
+        identify,
+        count,
+        queue,
+        (profile, options),
+        |config, discord, options| {
+            let request = url
+                .into_client_request()
+                .map_err(|e| tether_adapter::ConnectError::InvalidRequest(e.to_string()))?;
+            crate::connect_with(request, config, discord, options)
+        },
+    )
+}
