@@ -101,17 +101,16 @@ impl Inflater {
 }
 
 fn inflate_zlib(stream: &mut Decompress, input: &[u8], max: usize) -> Result<Vec<u8>, Malformed> {
-    let corrupt = || Malformed::new("a corrupt zlib stream");
     let mut out = Vec::with_capacity(input.len().saturating_mul(4).clamp(256, max.max(256)));
     let mut taken = 0usize;
     loop {
-        let before = stream.total_in();
+        let (before_in, before_out) = (stream.total_in(), out.len());
         let rest = input.get(taken..).unwrap_or_default();
         stream
             .decompress_vec(rest, &mut out, FlushDecompress::Sync)
-            .map_err(|_| corrupt())?;
-        let consumed =
-            usize::try_from(stream.total_in().saturating_sub(before)).map_err(|_| corrupt())?;
+            .map_err(|e| Malformed::new(format!("a corrupt zlib stream: {e}")))?;
+        let consumed = usize::try_from(stream.total_in().saturating_sub(before_in))
+            .map_err(|_| Malformed::new("a corrupt zlib stream"))?;
         taken = taken.saturating_add(consumed);
         if taken >= input.len() && out.len() < out.capacity() {
             return Ok(out);
@@ -121,9 +120,9 @@ fn inflate_zlib(stream: &mut Decompress, input: &[u8], max: usize) -> Result<Vec
                 "a message that inflates over the size allowed",
             ));
         }
-        if consumed == 0 && out.len() < out.capacity() {
-            // No progress with room to spare: the input is cut short.
-            return Err(corrupt());
+        if consumed == 0 && out.len() == before_out && out.len() < out.capacity() {
+            // Neither read nor written with room to spare: the stream stops short.
+            return Err(Malformed::new("a zlib stream that stops short"));
         }
         let grow = out
             .capacity()
@@ -145,6 +144,7 @@ fn inflate_zstd(
     loop {
         let room = out.get_mut(written..).ok_or_else(corrupt)?;
         let mut sink = OutBuffer::around(room);
+        let read_before = source.pos();
         decoder.run(&mut source, &mut sink).map_err(|_| corrupt())?;
         let produced = sink.pos();
         let full = produced == sink.capacity();
@@ -158,7 +158,8 @@ fn inflate_zstd(
                 "a message that inflates over the size allowed",
             ));
         }
-        if produced == 0 && !full {
+        if produced == 0 && source.pos() == read_before && !full {
+            // Neither read nor written with room to spare: the stream stops short.
             return Err(corrupt());
         }
         let grow = out.len().clamp(256, max.saturating_sub(written).max(1));
