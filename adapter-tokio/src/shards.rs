@@ -6,9 +6,9 @@ use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tether_adapter::Options;
 pub use tether_adapter::shards::{IDENTIFY_SPACING, IdentifyQueue, Shard, ShardsError};
 use tether_adapter::shards::{Sleep, start_shards};
-use tether_adapter::{IntoClientRequest, Options};
 use tether_core::protocol::discord::DiscordBuilder;
 use tether_core::{ConfigBuilder, Identify};
 
@@ -20,24 +20,10 @@ pub fn identify_queue(max_concurrency: NonZeroU16, spacing: Duration) -> Arc<Ide
     IdentifyQueue::new(max_concurrency, spacing, sleep)
 }
 
-/// Starts shards `0..count` of one bot on `url`, their identifies in one queue of
-/// `max_concurrency` buckets spaced [`IDENTIFY_SPACING`] apart; see
+/// Starts shards `0..count` of one bot on `url`, their identifies spaced by `queue` (one
+/// per bot: `identify_queue(max_concurrency, IDENTIFY_SPACING)`); see
 /// [`start_shards`](tether_adapter::shards::start_shards).
 pub fn connect_shards(
-    url: &str,
-    config: ConfigBuilder,
-    identify: &Identify,
-    count: NonZeroU32,
-    max_concurrency: NonZeroU16,
-    profile: impl Fn(u32, DiscordBuilder) -> DiscordBuilder,
-    options: Options,
-) -> Result<Vec<Shard>, ShardsError> {
-    let queue = identify_queue(max_concurrency, IDENTIFY_SPACING);
-    connect_shards_with(url, config, identify, count, &queue, profile, options)
-}
-
-/// [`connect_shards`] with a queue of the caller's.
-pub fn connect_shards_with(
     url: &str,
     config: ConfigBuilder,
     identify: &Identify,
@@ -52,11 +38,6 @@ pub fn connect_shards_with(
         count,
         queue,
         (profile, options),
-        |config, discord, options| {
-            let request = url
-                .into_client_request()
-                .map_err(|e| tether_adapter::ConnectError::InvalidRequest(e.to_string()))?;
-            crate::connect_with(request, config, discord, options)
-        },
+        |config, discord, options| crate::connect_with(url, config, discord, options),
     )
 }

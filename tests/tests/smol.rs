@@ -118,7 +118,7 @@ async fn shards_on_smol_take_their_turns() {
         Duration::from_millis(300),
     );
     let identify = tether_core::Identify::new(tether_core::Token::new("token-bot"), 0);
-    let shards = tether_smol::shards::connect_shards_with(
+    let shards = tether_smol::shards::connect_shards(
         &url,
         tether_tests::scenarios::fast(),
         &identify,

@@ -685,7 +685,7 @@ async fn compressed_sessions_carry_every_dispatch_both_kinds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_of_one_bot_start_in_turn_and_run_side_by_side() {
     use std::num::{NonZeroU16, NonZeroU32};
-    use tether_tokio::shards::{connect_shards_with, identify_queue};
+    use tether_tokio::shards::{connect_shards, identify_queue};
     // The gateway allows two buckets one identify each per 300 ms; the client's queue waits
     // 400 ms, a margin for the time an identify takes to arrive.
     let limit = tether_gateway::IdentifyLimit {
@@ -702,7 +702,7 @@ async fn shards_of_one_bot_start_in_turn_and_run_side_by_side() {
     let (gateway, mut events, url) = gateway(config, GatewayOptions::default()).await;
     let queue = identify_queue(NonZeroU16::new(2).unwrap(), Duration::from_millis(400));
     let identify = Identify::new(Token::new("token-bot"), 0);
-    let shards = connect_shards_with(
+    let shards = connect_shards(
         &url,
         fast(),
         &identify,
